@@ -1,0 +1,5 @@
+"""``python -m authsvc``."""
+
+from authsvc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Token secrets: their format, checksum and keyed digest, and the stored token record.
+
+A secret looks like ``authsvc_<43 base62 chars of randomness><6 base62 chars of CRC32>``.
+The recognisable prefix lets secret scanners find leaked tokens; the checksum lets us
+reject typos and junk without touching the cache or the store. Only
+``HMAC-SHA256(secret_key, secret)`` is ever stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import zlib
+from dataclasses import dataclass
+
+PREFIX = "authsvc_"
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+RANDOM_LENGTH = 43  # 43 * log2(62) = 256.03 bits
+CHECKSUM_LENGTH = 6  # 62**6 > 2**32, so every CRC32 fits
+SECRET_LENGTH = len(PREFIX) + RANDOM_LENGTH + CHECKSUM_LENGTH
+#: The pattern documented for secret scanners.
+SECRET_PATTERN = re.compile(r"authsvc_[0-9A-Za-z]{49}")
+_SHAPE = re.compile(r"\Aauthsvc_[0-9A-Za-z]{49}\Z", re.ASCII)
+
+TOKEN_ID_PREFIX = "tok_"
+_TOKEN_ID_SHAPE = re.compile(r"\Atok_[0-9a-f]{16}\Z", re.ASCII)
+
+
+def _base62(number: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        chars.append(ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def checksum(body: str) -> str:
+    """The 6-character base62 CRC32 of ``body`` (prefix and randomness)."""
+    return _base62(zlib.crc32(body.encode("ascii")), CHECKSUM_LENGTH)
+
+
+def new_secret() -> str:
+    """A fresh token secret with at least 256 bits from the OS CSPRNG."""
+    body = PREFIX + "".join(secrets.choice(ALPHABET) for _ in range(RANDOM_LENGTH))
+    return body + checksum(body)
+
+
+def is_well_formed(secret: str) -> bool:
+    """True when ``secret`` has our prefix, length, alphabet and a correct checksum.
+
+    Pure string work: this runs before any cache or store lookup, so junk never costs I/O.
+    """
+    if len(secret) != SECRET_LENGTH or _SHAPE.match(secret) is None:
+        return False
+    body = secret[:-CHECKSUM_LENGTH]
+    return hmac.compare_digest(checksum(body), secret[-CHECKSUM_LENGTH:])
+
+
+def digest(key: bytes, secret: str) -> bytes:
+    """The keyed hash under which a secret is stored and cached."""
+    return hmac.new(key, secret.encode("ascii"), hashlib.sha256).digest()
+
+
+def new_token_id() -> str:
+    """A stable, non-secret public id (64 random bits; the store refuses a duplicate)."""
+    return TOKEN_ID_PREFIX + secrets.token_hex(8)
+
+
+def is_token_id(text: str) -> bool:
+    """True when ``text`` has the shape of a public token id."""
+    return _TOKEN_ID_SHAPE.match(text) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A stored token, without its secret. Times are UTC epoch seconds."""
+
+    id: str
+    name: str
+    permissions: frozenset[str]
+    ip_filter: str | None
+    created_at: float
+    expires_at: float | None
+    created_by: str
+    last_used_at: float | None = None
+    last_used_ip: str | None = None

@@ -1,0 +1,57 @@
+"""Last-used bookkeeping, batched off the request path.
+
+The hot path only overwrites one dict entry per token; a background task hands the
+batch to the store every few seconds. The dict is keyed by token id, so its size is
+bounded by the number of tokens in use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from authsvc.store import StoreError, TokenStore, Usage
+
+log = logging.getLogger("authsvc.usage")
+
+
+class UsageRecorder:
+    """Collects (token id → last use) and flushes it to the store."""
+
+    def __init__(self, store: TokenStore, interval: float = 5.0) -> None:
+        self._store = store
+        self._interval = interval
+        self._pending: dict[str, Usage] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def note(self, token_id: str, used_at: float, ip: str) -> None:
+        self._pending[token_id] = Usage(token_id, used_at, ip)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, {}
+        try:
+            await self._store.record_usage(list(batch.values()))
+        except StoreError as error:
+            # Last-used data is advisory: keep the newest values for the next try.
+            for token_id, usage in batch.items():
+                self._pending.setdefault(token_id, usage)
+            log.warning("could not record token usage: %s", error)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="authsvc-usage-flush")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()

@@ -1,0 +1,1 @@
+"""The HTTP side: the auth_request endpoint and the admin listener."""

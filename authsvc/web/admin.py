@@ -1,0 +1,235 @@
+"""The admin API under ``/admin/v1/`` (SPEC §4): thin handlers over TokenService."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+from aiohttp import web
+
+from authsvc.decision import Reason, admin_access
+from authsvc.request import Rejected, client_ip
+from authsvc.runtime import Runtime
+from authsvc.store import ListQuery
+from authsvc.token_view import token_object
+from authsvc.tokens import TokenRecord
+from authsvc.web.auth import bearer_secret, peer_address
+from authsvc.web.errors import ApiError
+from authsvc.web.keys import RUNTIME
+
+MAX_BODY = 64 * 1024
+MAX_LIMIT = 500
+_CREATE_FIELDS = {"name", "permissions", "expires_in", "ip_filter"}
+_PATCH_FIELDS = {"permissions"}
+_LIST_PARAMS = {"name", "sort", "order", "limit", "offset"}
+
+
+def token_json(record: TokenRecord, runtime: Runtime) -> dict[str, Any]:
+    return token_object(record, runtime.live.current.policy, runtime.clock())
+
+
+def _no_store(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
+
+
+async def authorize(request: web.Request, *, write: bool) -> tuple[str, str]:
+    """(actor token id, client address) of an admin token allowed to make this call."""
+    runtime = request.app[RUNTIME]
+    config = runtime.live.current
+    ip = client_ip(request.headers.get("X-Real-IP"), peer_address(request), config.trusted_proxies)
+    if isinstance(ip, Rejected):
+        raise ApiError("forbidden", ip.detail)
+    secret = bearer_secret(request)
+    if isinstance(secret, Reason):
+        raise ApiError("unauthorized", "An admin token is required: Authorization: Bearer <token>.")
+    record = await runtime.service.lookup(runtime.service.digest(secret))
+    if record is None:
+        raise ApiError("unauthorized", "The supplied authentication is invalid.")
+    reason = admin_access(record, ip, config, runtime.clock(), write=write)
+    if reason in (Reason.EXPIRED, Reason.TOKENS_DISABLED):
+        raise ApiError("unauthorized", f"The admin token is refused ({reason.value}).")
+    if reason is Reason.IP_NOT_ALLOWED:
+        raise ApiError("forbidden", "The admin token's IP filter does not accept this address.")
+    if reason is not Reason.OK:
+        needed = "ManageOrganizationTokens" if write else "ViewOrganizationTokens"
+        raise ApiError("forbidden", f"The admin token lacks the {needed} permission.")
+    return record.id, str(ip)
+
+
+async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    """The JSON object body, with only ``allowed`` keys; hostile bodies become 4xx."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise ApiError("body_too_large", "The request body is larger than 64 KiB.")
+    raw = await request.read()  # client_max_size also stops bodies without a length
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError("invalid_json", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError("invalid_json", "The request body must be a JSON object.")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        shown = ", ".join(repr(key[:40]) for key in unknown[:5])
+        raise ApiError("unknown_field", f"Unknown field(s) {shown}; allowed: {sorted(allowed)}.")
+    return body
+
+
+def _string(body: Mapping[str, Any], key: str, *, nullable: bool) -> str | None:
+    value = body.get(key)
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        kind = "a string or null" if nullable else "a string"
+        raise ApiError("invalid_field", f"{key!r} must be {kind}.")
+    return value
+
+
+def _permissions(body: Mapping[str, Any]) -> list[str]:
+    value = body.get("permissions")
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ApiError("invalid_field", "'permissions' must be a list of permission names.")
+    return cast(list[str], value)
+
+
+def _list_query(request: web.Request) -> ListQuery:
+    params = request.rel_url.query
+    unknown = sorted(set(params) - _LIST_PARAMS)
+    if unknown:
+        raise ApiError("invalid_query", f"Unknown query parameter(s): {', '.join(unknown)[:200]}.")
+    sort = params.get("sort", "name")
+    order = params.get("order", "asc")
+    if sort not in ("name", "expires_at"):
+        raise ApiError("invalid_query", "sort must be name or expires_at.")
+    if order not in ("asc", "desc"):
+        raise ApiError("invalid_query", "order must be asc or desc.")
+    limit = _int_param(params.get("limit", "50"), "limit", 1, MAX_LIMIT)
+    offset = _int_param(params.get("offset", "0"), "offset", 0, 10**9)
+    name = params.get("name") or None
+    if name is not None and len(name) > 100:
+        raise ApiError("invalid_query", "name is at most 100 characters.")
+    return ListQuery(
+        name_contains=name,
+        sort=cast(Literal["name", "expires_at"], sort),
+        order=cast(Literal["asc", "desc"], order),
+        limit=limit,
+        offset=offset,
+    )
+
+
+def _int_param(text: str, key: str, low: int, high: int) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or not low <= int(text) <= high:
+        raise ApiError("invalid_query", f"{key} must be a whole number from {low} to {high}.")
+    return int(text)
+
+
+async def create_token(request: web.Request) -> web.Response:
+    actor, client = await authorize(request, write=True)
+    body = await read_object(request, _CREATE_FIELDS)
+    runtime = request.app[RUNTIME]
+    record, secret = await runtime.service.create(
+        actor=actor,
+        client=client,
+        name=cast(str, _string(body, "name", nullable=False)),
+        permissions=_permissions(body),
+        expires_in=_string(body, "expires_in", nullable=True),
+        ip_filter=_string(body, "ip_filter", nullable=True),
+    )
+    return _no_store({**token_json(record, runtime), "token": secret}, status=201)
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    await authorize(request, write=False)
+    runtime = request.app[RUNTIME]
+    total, records = await runtime.service.list_tokens(_list_query(request))
+    return _no_store({"total": total, "tokens": [token_json(r, runtime) for r in records]})
+
+
+async def get_token(request: web.Request) -> web.Response:
+    await authorize(request, write=False)
+    runtime = request.app[RUNTIME]
+    record = await runtime.service.get(request.match_info["token_id"])
+    return _no_store(token_json(record, runtime))
+
+
+async def patch_token(request: web.Request) -> web.Response:
+    actor, client = await authorize(request, write=True)
+    body = await read_object(request, _PATCH_FIELDS)
+    runtime = request.app[RUNTIME]
+    record = await runtime.service.update_permissions(
+        actor=actor,
+        client=client,
+        token_id=request.match_info["token_id"],
+        permissions=_permissions(body),
+    )
+    return _no_store(token_json(record, runtime))
+
+
+async def rotate_token(request: web.Request) -> web.Response:
+    actor, client = await authorize(request, write=True)
+    runtime = request.app[RUNTIME]
+    record, secret = await runtime.service.rotate(
+        actor=actor, client=client, token_id=request.match_info["token_id"]
+    )
+    return _no_store({**token_json(record, runtime), "token": secret})
+
+
+async def delete_token(request: web.Request) -> web.Response:
+    actor, client = await authorize(request, write=True)
+    await request.app[RUNTIME].service.delete(
+        actor=actor, client=client, token_id=request.match_info["token_id"]
+    )
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})
+
+
+async def list_permissions(request: web.Request) -> web.Response:
+    await authorize(request, write=False)
+    catalog = request.app[RUNTIME].live.current.permissions
+    return _no_store(
+        [
+            {
+                "name": p.name,
+                "description": p.description,
+                "endpoints": [e.text for e in p.endpoints],
+            }
+            for p in sorted(catalog.values(), key=lambda p: p.name)
+        ]
+    )
+
+
+async def list_ip_filters(request: web.Request) -> web.Response:
+    await authorize(request, write=False)
+    filters = request.app[RUNTIME].live.current.ip_filters
+    return _no_store(
+        [
+            {"name": f.name, "rules": list(f.rules)}
+            for f in sorted(filters.values(), key=lambda f: f.name)
+        ]
+    )
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    await authorize(request, write=False)
+    policy = request.app[RUNTIME].live.current.policy
+    return _no_store(
+        {
+            "tokens_enabled": policy.tokens_enabled,
+            "max_lifetime": policy.max_lifetime_text,
+            "max_lifetime_seconds": policy.max_lifetime,
+            "enforce_ip_filter": policy.enforce_ip_filter,
+            "allow_permission_updates": policy.allow_permission_updates,
+        }
+    )
+
+
+def add_admin_routes(router: web.UrlDispatcher) -> None:
+    prefix = "/admin/v1"
+    router.add_post(f"{prefix}/tokens", create_token)
+    router.add_get(f"{prefix}/tokens", list_tokens, allow_head=False)
+    router.add_get(f"{prefix}/tokens/{{token_id}}", get_token, allow_head=False)
+    router.add_patch(f"{prefix}/tokens/{{token_id}}", patch_token)
+    router.add_post(f"{prefix}/tokens/{{token_id}}/rotate", rotate_token)
+    router.add_delete(f"{prefix}/tokens/{{token_id}}", delete_token)
+    router.add_get(f"{prefix}/permissions", list_permissions, allow_head=False)
+    router.add_get(f"{prefix}/ip-filters", list_ip_filters, allow_head=False)
+    router.add_get(f"{prefix}/policy", get_policy, allow_head=False)

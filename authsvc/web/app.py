@@ -1,0 +1,29 @@
+"""Application factories. Both take an already opened :class:`Runtime`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from authsvc.runtime import Runtime
+from authsvc.web.admin import MAX_BODY, add_admin_routes
+from authsvc.web.auth import create_auth_app
+from authsvc.web.errors import error_middleware
+from authsvc.web.health import add_health_routes
+from authsvc.web.keys import RUNTIME
+from authsvc.web.openapi import DOCUMENT
+
+__all__ = ["create_admin_app", "create_auth_app"]
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(DOCUMENT)
+
+
+def create_admin_app(runtime: Runtime) -> web.Application:
+    """The admin listener: admin API, OpenAPI document, health and metrics."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
+    app[RUNTIME] = runtime
+    add_health_routes(app.router)
+    add_admin_routes(app.router)
+    app.router.add_get("/admin/v1/openapi.json", openapi, allow_head=False)
+    return app

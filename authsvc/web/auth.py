@@ -1,0 +1,178 @@
+"""``GET /auth``: the nginx ``auth_request`` endpoint — the hot path.
+
+One straight line: token shape (no I/O) → request description (pure) → record cache →
+store only on a miss → pure decision → one precomputed response per outcome. A cache hit
+awaits nothing. Every outcome is 200, 401, 403 or 503: nginx turns anything else into 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import quote
+
+from aiohttp import web
+
+from authsvc.decision import Reason, decide
+from authsvc.request import Rejected, describe
+from authsvc.runtime import Runtime
+from authsvc.store import StoreUnavailable
+from authsvc.tokens import TokenRecord, is_well_formed
+
+log = logging.getLogger("authsvc.auth")
+
+INVALID = "The supplied authentication is invalid"
+IP_DENIED = "Tokens can only be used from IP addresses accepted by the IP filter set for them"
+MAX_HEADER_FIELD = 32 * 1024  # an 8 KiB junk token must get its 401, not a parser 400
+
+_STATUS: dict[Reason, int] = {
+    Reason.OK: 200,
+    Reason.MISSING_TOKEN: 401,
+    Reason.MALFORMED_TOKEN: 401,
+    Reason.INVALID_TOKEN: 401,
+    Reason.EXPIRED: 401,
+    Reason.TOKENS_DISABLED: 401,
+    Reason.IP_NOT_ALLOWED: 403,
+    Reason.PERMISSION_DENIED: 403,
+    Reason.BAD_REQUEST: 403,
+    Reason.BAD_PATH: 403,
+    Reason.STORE_UNAVAILABLE: 503,
+}
+_BODY: dict[Reason, str] = {
+    Reason.OK: "ok",
+    Reason.MISSING_TOKEN: INVALID,
+    Reason.MALFORMED_TOKEN: INVALID,
+    Reason.INVALID_TOKEN: INVALID,
+    Reason.EXPIRED: INVALID,
+    Reason.TOKENS_DISABLED: INVALID,
+    Reason.IP_NOT_ALLOWED: IP_DENIED,
+    Reason.PERMISSION_DENIED: "The token does not grant this request",
+    Reason.BAD_REQUEST: "The request description from the proxy is unusable",
+    Reason.BAD_PATH: "The request path is not accepted",
+    Reason.STORE_UNAVAILABLE: "The token store is unavailable",
+}
+
+
+def _denial_headers(reason: Reason) -> dict[str, str]:
+    headers = {"X-Auth-Reason": reason.value, "Cache-Control": "no-store"}
+    if reason is Reason.MISSING_TOKEN:
+        headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
+    elif _STATUS[reason] == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="authsvc", error="invalid_token"'
+    return headers
+
+
+_DENIAL_HEADERS: dict[Reason, dict[str, str]] = {
+    reason: _denial_headers(reason) for reason in Reason if reason is not Reason.OK
+}
+
+
+def header_safe(text: str) -> str:
+    """Token names may hold any printable Unicode; header values must be ASCII, so
+    everything else (and ``%``) is percent-encoded as UTF-8."""
+    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def denial(reason: Reason) -> web.Response:
+    return web.Response(status=_STATUS[reason], text=_BODY[reason], headers=_DENIAL_HEADERS[reason])
+
+
+def bearer_secret(request: web.BaseRequest) -> str | Reason:
+    """The presented secret, or why there is none. Only one ``Authorization: Bearer``
+    header counts; query strings and cookies are never looked at."""
+    values = request.headers.getall("Authorization", ())
+    if not values:
+        return Reason.MISSING_TOKEN
+    if len(values) > 1:
+        return Reason.MALFORMED_TOKEN
+    scheme, _, secret = values[0].partition(" ")
+    secret = secret.strip(" ")
+    if scheme.lower() != "bearer" or not is_well_formed(secret):
+        return Reason.MALFORMED_TOKEN
+    return secret
+
+
+def peer_address(request: web.BaseRequest) -> str | None:
+    """The TCP peer's address; None for a unix-socket peer."""
+    transport = request.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peername, tuple) and peername:
+        return str(peername[0])
+    return None
+
+
+class AuthHandler:
+    """The ``/auth`` handler; ``runtime.live.current`` is read once per request."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._service = runtime.service
+        self._cache = runtime.service.cache
+        self._metrics = runtime.metrics
+
+    async def __call__(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            reason, record = await self._evaluate(request)
+        except Exception:
+            # A bug must not become an allow. 503 makes nginx fail closed (500).
+            log.exception("unexpected error while evaluating /auth")
+            return web.Response(
+                status=503, text="internal error", headers={"X-Auth-Reason": "internal_error"}
+            )
+        self._metrics.decision_by_reason[reason].inc()
+        self._metrics.decision_latency.observe(time.perf_counter() - started)
+        if reason is not Reason.OK or record is None:
+            return denial(reason)
+        return web.Response(
+            status=200,
+            text="ok",
+            headers={
+                "X-Auth-Reason": "ok",
+                "X-Auth-Token-Id": record.id,
+                "X-Auth-Token-Name": header_safe(record.name),
+                "Cache-Control": "no-store",
+            },
+        )
+
+    async def _evaluate(self, request: web.Request) -> tuple[Reason, TokenRecord | None]:
+        config = self._runtime.live.current
+        secret = bearer_secret(request)
+        if isinstance(secret, Reason):
+            return secret, None
+        headers = request.headers
+        described = describe(
+            headers.get("X-Original-Method"),
+            headers.get("X-Original-URI"),
+            headers.get("X-Real-IP"),
+            peer_address(request),
+            config.trusted_proxies,
+        )
+        if isinstance(described, Rejected):
+            return Reason(described.reason), None
+        token_digest = self._service.digest(secret)
+        record = self._cache.get(token_digest)
+        if record is None:
+            self._metrics.cache_misses.inc()
+            try:
+                record = await self._service.lookup(token_digest)
+            except StoreUnavailable as error:
+                self._metrics.store_errors.labels(operation="lookup").inc()
+                log.warning("store unavailable for a token lookup: %s", error)
+                return Reason.STORE_UNAVAILABLE, None
+            if record is None:
+                return Reason.INVALID_TOKEN, None
+        else:
+            self._metrics.cache_hits.inc()
+        now = self._runtime.clock()
+        reason = decide(record, described, config, now)
+        if reason is Reason.OK:
+            self._runtime.usage.note(record.id, now, str(described.client_ip))
+        return reason, record
+
+
+def create_auth_app(runtime: Runtime) -> web.Application:
+    """The lean auth application: one route, no middleware."""
+    app = web.Application()
+    app.router.add_get("/auth", AuthHandler(runtime))
+    return app

@@ -1,0 +1,86 @@
+"""The admin API's one mapping from outcomes to HTTP: ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from authsvc.policy import Refused
+from authsvc.store import StoreUnavailable
+
+log = logging.getLogger("authsvc.admin")
+
+#: Status of every error code the admin API answers with.
+STATUS_BY_CODE: dict[str, int] = {
+    "invalid_json": 400,
+    "invalid_query": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "tokens_disabled": 403,
+    "permission_updates_disabled": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "name_taken": 409,
+    "body_too_large": 413,
+    "unsupported_media_type": 415,
+    "invalid_field": 422,
+    "unknown_field": 422,
+    "invalid_name": 422,
+    "invalid_permissions": 422,
+    "unknown_permission": 422,
+    "invalid_expiry": 422,
+    "expiry_required": 422,
+    "expiry_too_long": 422,
+    "ip_filter_enforced": 422,
+    "unknown_ip_filter": 422,
+    "internal_error": 500,
+    "store_unavailable": 503,
+}
+
+
+class ApiError(Exception):
+    """An admin API refusal raised by the web layer itself (bad JSON, bad query, auth)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def error_response(code: str, message: str) -> web.Response:
+    status = STATUS_BY_CODE[code]
+    headers = {"Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=headers
+    )
+
+
+@web.middleware
+async def error_middleware(  # noqa: PLR0911 - one return per error kind, by design
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every failure of an admin call leaves in the error shape; bad input never 500s."""
+    try:
+        return await handler(request)
+    except (ApiError, Refused) as error:
+        return error_response(error.code, error.message)
+    except StoreUnavailable as error:
+        log.warning("store unavailable during %s %s: %s", request.method, request.path, error)
+        return error_response("store_unavailable", "The token store is unavailable; try again.")
+    except web.HTTPNotFound:
+        return error_response("not_found", "No such resource.")
+    except web.HTTPMethodNotAllowed as error:
+        response = error_response("method_not_allowed", f"{request.method} is not allowed here.")
+        response.headers["Allow"] = ",".join(sorted(error.allowed_methods))
+        return response
+    except web.HTTPRequestEntityTooLarge:
+        return error_response("body_too_large", "The request body is larger than 64 KiB.")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response("internal_error", "An internal error occurred; see the logs.")

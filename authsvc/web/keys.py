@@ -1,0 +1,9 @@
+"""Typed application keys, gathered in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from authsvc.runtime import Runtime
+
+RUNTIME = web.AppKey("runtime", Runtime)

@@ -1,0 +1,68 @@
+"""The record cache: TTL, invalidation by digest and by id."""
+
+from __future__ import annotations
+
+from authsvc.cache import RecordCache
+from authsvc.tokens import TokenRecord
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def record(token_id: str = "tok_0000000000000001") -> TokenRecord:  # noqa: S107 - an id
+    return TokenRecord(token_id, "n", frozenset({"P"}), None, 0.0, None, "cli")
+
+
+class TestRecordCache:
+    def test_entry_expires_after_ttl(self) -> None:
+        """A record is served until the TTL has passed, then it is a miss."""
+        clock = Clock()
+        cache = RecordCache(10, 5.0, clock)
+        cache.put(b"d", record())
+        clock.now += 4.9
+        assert cache.get(b"d") == record()
+        clock.now += 0.2
+        assert cache.get(b"d") is None
+
+    def test_invalidate_by_id_drops_the_digest_entry(self) -> None:
+        """After update or delete, invalidating by id removes the cached record."""
+        cache = RecordCache(10, 5.0)
+        cache.put(b"d", record())
+        cache.invalidate(token_id=record().id)
+        assert cache.get(b"d") is None
+
+    def test_invalidate_by_digest(self) -> None:
+        """After a rotation, the old digest is gone."""
+        cache = RecordCache(10, 5.0)
+        cache.put(b"old", record())
+        cache.invalidate(digest=b"old")
+        assert cache.get(b"old") is None
+        assert len(cache) == 0
+
+    def test_a_new_digest_for_an_id_replaces_the_old_one(self) -> None:
+        """One id is cached under at most one digest."""
+        cache = RecordCache(10, 5.0)
+        cache.put(b"old", record())
+        cache.put(b"new", record())
+        assert cache.get(b"old") is None
+        assert cache.get(b"new") == record()
+
+    def test_size_is_bounded(self) -> None:
+        """max_entries bounds memory whatever the number of distinct tokens."""
+        cache = RecordCache(3, 60.0)
+        for index in range(10):
+            cache.put(bytes([index]), record(f"tok_{index:016x}"))
+        assert len(cache) == 3
+
+    def test_resize_starts_empty_with_new_ttl(self) -> None:
+        """A reload that changes cache settings drops everything (always safe)."""
+        cache = RecordCache(10, 5.0)
+        cache.put(b"d", record())
+        cache.resize(10, 1.0)
+        assert cache.get(b"d") is None
+        assert cache.ttl == 1.0
