@@ -35,15 +35,19 @@ class Runtime:
         config: Config,
         *,
         clock: Callable[[], float] = time.time,
+        cache_timer: Callable[[], float] = time.monotonic,
         environ: Mapping[str, str] = os.environ,
         store: TokenStore | None = None,
     ) -> Runtime:
-        """Load the key, open the store (creating its schema) and wire the services."""
+        """Load the key, open the store (creating its schema) and wire the services.
+
+        ``clock`` is wall time (expiry, audit); ``cache_timer`` is monotonic (cache TTL).
+        """
         key = load_secret_key(config.secret_key_file, environ)
         store = store or open_store(config.store)
         await store.open()
         live = LiveConfig(config)
-        cache = RecordCache(config.cache.max_entries, config.cache.ttl)
+        cache = RecordCache(config.cache.max_entries, config.cache.ttl, cache_timer)
         audit = AuditLog(config.audit_log, clock)
         service = TokenService(store, live, cache, audit, key=key, clock=clock)
         metrics = Metrics()

@@ -11,7 +11,6 @@ from aiohttp import web
 from authsvc.config import Config, ListenAddress
 from authsvc.runtime import Runtime
 from authsvc.web.app import create_admin_app, create_auth_app
-from authsvc.web.auth import MAX_HEADER_FIELD
 
 log = logging.getLogger("authsvc.server")
 SHUTDOWN_TIMEOUT = 10.0  # seconds to finish requests in flight after SIGTERM
@@ -37,7 +36,6 @@ async def serve(config: Config) -> None:
             access_log=None,  # the hot path logs nothing per request; counts go to /metrics
             handle_signals=False,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
-            max_field_size=MAX_HEADER_FIELD,
         )
         admin_runner = web.AppRunner(
             create_admin_app(runtime), handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT

@@ -1,0 +1,375 @@
+"""GET /auth: every status, reason and header of SPEC §3, through aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from multidict import CIMultiDict
+
+from authsvc.runtime import Runtime
+from authsvc.store import TokenStore
+from authsvc.tokens import TokenRecord, new_secret
+from authsvc.web.auth import IP_DENIED, create_auth_app
+from tests.factories import FrozenClock, make_config
+
+ClientMaker = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
+Client = TestClient[web.Request, web.Application]
+ENV = {"AUTHSVC_SECRET_KEY": "k" * 40}
+ALLOWED = {"X-Original-Method": "GET", "X-Original-URI": "/api/v1/items/42"}
+
+
+class CountingStore:
+    """Wraps the real store and counts digest lookups."""
+
+    def __init__(self, inner: TokenStore) -> None:
+        self.inner = inner
+        self.lookups = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get_by_digest(self, digest: bytes) -> TokenRecord | None:
+        self.lookups += 1
+        return await self.inner.get_by_digest(digest)
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(2_000_000_000.0)
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
+    runtime = await Runtime.open(make_config(tmp_path), clock=clock, environ=ENV)
+    yield runtime
+    await runtime.close()
+
+
+@pytest.fixture
+async def client(runtime: Runtime, aiohttp_client: ClientMaker) -> Client:
+    return await aiohttp_client(create_auth_app(runtime))
+
+
+async def mint(runtime: Runtime, name: str = "t", **fields: Any) -> tuple[TokenRecord, str]:
+    values: dict[str, Any] = {"permissions": ["Reader"], "expires_in": None, "ip_filter": None}
+    values.update(fields)
+    return await runtime.service.create(actor="cli", client=None, name=name, **values)
+
+
+def bearer(secret: str, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}", **ALLOWED, **headers}
+
+
+def reason_of(response: Any) -> str:
+    return str(response.headers["X-Auth-Reason"])
+
+
+class TestAllow:
+    async def test_allowed_request_gets_identity_headers(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """200 with X-Auth-Token-Id and X-Auth-Token-Name."""
+        record, secret = await mint(runtime, "deploy bot")
+        response = await client.get("/auth", headers=bearer(secret))
+        assert response.status == 200
+        assert reason_of(response) == "ok"
+        assert response.headers["X-Auth-Token-Id"] == record.id
+        assert response.headers["X-Auth-Token-Name"] == "deploy bot"
+
+    async def test_unicode_name_is_percent_encoded_in_header(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """Header values stay ASCII: non-ASCII names are UTF-8 percent-encoded."""
+        _, secret = await mint(runtime, "Zähler 100%")
+        response = await client.get("/auth", headers=bearer(secret))
+        assert response.headers["X-Auth-Token-Name"] == "Z%C3%A4hler 100%25"
+
+    async def test_bearer_scheme_is_case_insensitive(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """RFC 7235: the auth scheme name is case-insensitive."""
+        _, secret = await mint(runtime)
+        headers = {**ALLOWED, "Authorization": f"bearer {secret}"}
+        assert (await client.get("/auth", headers=headers)).status == 200
+
+    async def test_successful_use_is_recorded_off_the_request_path(
+        self, client: Client, runtime: Runtime, clock: FrozenClock
+    ) -> None:
+        """last_used_at / last_used_ip reach the store when the usage batch is flushed."""
+        record, secret = await mint(runtime)
+        await client.get("/auth", headers=bearer(secret, **{"X-Real-IP": "10.1.2.3"}))
+        assert (await runtime.store.get(record.id)).last_used_at is None  # type: ignore[union-attr]
+        await runtime.usage.flush()
+        stored = await runtime.store.get(record.id)
+        assert stored is not None
+        assert stored.last_used_at == clock.now
+        assert stored.last_used_ip == "10.1.2.3"
+
+
+class TestTokenDenials:
+    async def test_missing_token(self, client: Client) -> None:
+        """401 missing_token with a plain Bearer challenge and the documented wording."""
+        response = await client.get("/auth", headers=ALLOWED)
+        assert response.status == 401
+        assert reason_of(response) == "missing_token"
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="authsvc"'
+        assert await response.text() == "The supplied authentication is invalid"
+
+    @pytest.mark.parametrize(
+        "authorization",
+        [
+            pytest.param("Bearer", id="scheme-only"),
+            pytest.param("Bearer ", id="empty-token"),
+            pytest.param("Basic dXNlcjpwYXNz", id="basic-auth"),
+            pytest.param("Token " + new_secret(), id="other-scheme"),
+            pytest.param("Bearer authsvc_" + "A" * 49, id="bad-checksum"),
+            pytest.param("Bearer " + "A" * 8192, id="8KiB-junk"),
+            pytest.param("Bearer " + new_secret() + " extra", id="trailing-words"),
+        ],
+    )
+    async def test_malformed_token(self, client: Client, authorization: str) -> None:
+        """401 malformed_token with error="invalid_token"."""
+        response = await client.get("/auth", headers={**ALLOWED, "Authorization": authorization})
+        assert response.status == 401
+        assert reason_of(response) == "malformed_token"
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+    async def test_two_authorization_headers_are_refused(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """Two Authorization headers (even both valid) → 401 (SECURITY 9)."""
+        _, secret = await mint(runtime)
+        headers = CIMultiDict(ALLOWED)
+        headers.add("Authorization", f"Bearer {secret}")
+        headers.add("Authorization", f"Bearer {secret}")
+        response = await client.get("/auth", headers=headers)
+        assert response.status == 401
+        assert reason_of(response) == "malformed_token"
+
+    async def test_token_in_query_or_cookie_is_not_a_credential(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """Only the Authorization header counts (SECURITY 9)."""
+        _, secret = await mint(runtime)
+        headers = {
+            "X-Original-Method": "GET",
+            "X-Original-URI": f"/api/v1/items?access_token={secret}",
+            "Cookie": f"token={secret}; access_token={secret}",
+        }
+        response = await client.get(f"/auth?access_token={secret}", headers=headers)
+        assert response.status == 401
+        assert reason_of(response) == "missing_token"
+
+    async def test_unknown_and_deleted_tokens_answer_alike(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """Unknown and deleted tokens: same status, reason, headers and body (SECURITY 11)."""
+        record, secret = await mint(runtime)
+        await runtime.service.delete(actor="cli", client=None, token_id=record.id)
+        deleted = await client.get("/auth", headers=bearer(secret))
+        unknown = await client.get("/auth", headers=bearer(new_secret()))
+        for response in (deleted, unknown):
+            assert response.status == 401
+            assert reason_of(response) == "invalid_token"
+        assert await deleted.text() == await unknown.text()
+        assert dict(deleted.headers.items()).keys() == dict(unknown.headers.items()).keys()
+
+    async def test_expiry_edge(self, client: Client, runtime: Runtime, clock: FrozenClock) -> None:
+        """Allowed one second before expires_at; 401 expired at exactly expires_at."""
+        record, secret = await mint(runtime, expires_in="1h")
+        assert record.expires_at is not None
+        clock.now = record.expires_at - 1
+        assert (await client.get("/auth", headers=bearer(secret))).status == 200
+        clock.now = record.expires_at
+        response = await client.get("/auth", headers=bearer(secret))
+        assert response.status == 401
+        assert reason_of(response) == "expired"
+
+    async def test_tokens_disabled(self, client: Client, runtime: Runtime, tmp_path: Path) -> None:
+        """Switching tokens off refuses a cached, valid token on the next request."""
+        _, secret = await mint(runtime)
+        assert (await client.get("/auth", headers=bearer(secret))).status == 200
+        runtime.live.current = make_config(tmp_path, security_policy={"tokens_enabled": False})
+        response = await client.get("/auth", headers=bearer(secret))
+        assert response.status == 401
+        assert reason_of(response) == "tokens_disabled"
+
+
+class TestRequestDenials:
+    async def test_permission_denied(self, client: Client, runtime: Runtime) -> None:
+        """403 permission_denied when no permission covers method and path."""
+        _, secret = await mint(runtime)
+        response = await client.get(
+            "/auth", headers=bearer(secret, **{"X-Original-Method": "POST"})
+        )
+        assert response.status == 403
+        assert reason_of(response) == "permission_denied"
+
+    async def test_ip_filter(self, client: Client, runtime: Runtime) -> None:
+        """403 ip_not_allowed with the documented sentence."""
+        _, secret = await mint(runtime, ip_filter="office")
+        inside = await client.get("/auth", headers=bearer(secret, **{"X-Real-IP": "10.0.0.9"}))
+        assert inside.status == 200
+        outside = await client.get("/auth", headers=bearer(secret, **{"X-Real-IP": "192.0.2.9"}))
+        assert outside.status == 403
+        assert reason_of(outside) == "ip_not_allowed"
+        assert await outside.text() == IP_DENIED
+
+    async def test_mapped_ipv4_matches_ipv4_rules(self, client: Client, runtime: Runtime) -> None:
+        """::ffff:10.0.0.9 is 10.0.0.9 for the filter (SECURITY 15)."""
+        _, secret = await mint(runtime, ip_filter="office")
+        headers = bearer(secret, **{"X-Real-IP": "::ffff:10.0.0.9"})
+        assert (await client.get("/auth", headers=headers)).status == 200
+
+    @pytest.mark.parametrize(
+        ("overrides", "reason"),
+        [
+            pytest.param({"X-Original-Method": None}, "bad_request", id="no-method"),
+            pytest.param({"X-Original-URI": None}, "bad_request", id="no-uri"),
+            pytest.param({"X-Original-Method": "get"}, "bad_request", id="lowercase-method"),
+            pytest.param({"X-Real-IP": "not-an-ip"}, "bad_request", id="bad-real-ip"),
+            pytest.param({"X-Original-URI": "/api/v1/items/../admin"}, "bad_path", id="dotdot"),
+            pytest.param({"X-Original-URI": "/api/v1/items/%2e%2e/x"}, "bad_path", id="enc-dots"),
+            pytest.param({"X-Original-URI": "/api/v1/items%2F42"}, "bad_path", id="enc-slash"),
+            pytest.param({"X-Original-URI": "/api/v1/items/42%00"}, "bad_path", id="nul"),
+            pytest.param({"X-Original-URI": "/api/v1//items/42"}, "bad_path", id="empty-seg"),
+            pytest.param({"X-Original-URI": "/api/v1/items/42;x"}, "bad_path", id="semicolon"),
+            pytest.param({"X-Original-URI": "/api/v1/items/4%zz"}, "bad_path", id="bad-escape"),
+        ],
+    )
+    async def test_unusable_descriptions_are_denied(
+        self, client: Client, runtime: Runtime, overrides: dict[str, str | None], reason: str
+    ) -> None:
+        """403 bad_request / bad_path, never the subrequest's own method or path."""
+        _, secret = await mint(runtime)
+        headers = {k: v for k, v in {**bearer(secret), **overrides}.items() if v is not None}
+        response = await client.get("/auth", headers=headers)
+        assert response.status == 403
+        assert reason_of(response) == reason
+
+    async def test_query_string_takes_no_part_in_matching(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """/api/v1/admin?x=/api/v1/items is matched as /api/v1/admin (SECURITY 2)."""
+        _, secret = await mint(runtime)
+        headers = bearer(secret, **{"X-Original-URI": "/api/v1/admin?x=/api/v1/items"})
+        assert (await client.get("/auth", headers=headers)).status == 403
+        headers = bearer(secret, **{"X-Original-URI": "/api/v1/items/42?x=/admin"})
+        assert (await client.get("/auth", headers=headers)).status == 200
+
+    async def test_untrusted_peer_cannot_choose_its_address(
+        self, aiohttp_client: ClientMaker, tmp_path: Path, clock: FrozenClock
+    ) -> None:
+        """With no trusted proxies, X-Real-IP is ignored: the peer is the client."""
+        config = make_config(tmp_path, trusted_proxies=[])
+        runtime = await Runtime.open(config, clock=clock, environ=ENV)
+        try:
+            client = await aiohttp_client(create_auth_app(runtime))
+            _, secret = await mint(runtime, ip_filter="office")
+            headers = bearer(secret, **{"X-Real-IP": "10.0.0.9"})  # claims to be inside
+            response = await client.get("/auth", headers=headers)
+            assert response.status == 403
+            assert reason_of(response) == "ip_not_allowed"
+        finally:
+            await runtime.close()
+
+
+class TestCacheAndStore:
+    async def test_malformed_token_never_reaches_cache_or_store(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """Junk is rejected before any lookup (SECURITY 10)."""
+        counting = CountingStore(runtime.store)
+        runtime.service.store = counting
+        misses = runtime.metrics.registry.get_sample_value
+        misses_before = misses("authsvc_cache_misses_total")
+        for junk in ("x", "authsvc_" + "A" * 49, "A" * 8000):
+            await client.get("/auth", headers={**ALLOWED, "Authorization": f"Bearer {junk}"})
+        assert counting.lookups == 0
+        assert misses("authsvc_cache_misses_total") == misses_before
+
+    async def test_cache_hit_does_not_touch_the_store(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """The store is read once; later requests are served from the cache."""
+        counting = CountingStore(runtime.store)
+        runtime.service.store = counting
+        _, secret = await mint(runtime)
+        for _ in range(5):
+            assert (await client.get("/auth", headers=bearer(secret))).status == 200
+        assert counting.lookups == 1
+
+    async def test_concurrent_misses_share_one_lookup(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """A burst for one uncached token costs one store query."""
+        counting = CountingStore(runtime.store)
+        runtime.service.store = counting
+        _, secret = await mint(runtime)
+        responses = await asyncio.gather(
+            *(client.get("/auth", headers=bearer(secret)) for _ in range(20))
+        )
+        assert {r.status for r in responses} == {200}
+        assert counting.lookups <= 2  # requests may straddle the first lookup's completion
+
+    async def test_store_unavailable_fails_closed_for_uncached_tokens_only(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """503 store_unavailable for an uncached token; a cached one keeps working."""
+        _, cached = await mint(runtime, "cached")
+        _, uncached = await mint(runtime, "uncached")
+        assert (await client.get("/auth", headers=bearer(cached))).status == 200
+        await runtime.store.close()
+        response = await client.get("/auth", headers=bearer(uncached))
+        assert response.status == 503
+        assert reason_of(response) == "store_unavailable"
+        assert (await client.get("/auth", headers=bearer(cached))).status == 200
+
+    async def test_change_outside_this_instance_is_honoured_within_ttl(
+        self, aiohttp_client: ClientMaker, tmp_path: Path, clock: FrozenClock
+    ) -> None:
+        """A delete made straight in the store (the CLI) is honoured once cache.ttl passes."""
+        timer = FrozenClock(0.0)
+        config = make_config(tmp_path, cache={"ttl": "5s"})
+        runtime = await Runtime.open(config, clock=clock, cache_timer=timer, environ=ENV)
+        try:
+            client = await aiohttp_client(create_auth_app(runtime))
+            record, secret = await mint(runtime)
+            assert (await client.get("/auth", headers=bearer(secret))).status == 200
+            await runtime.store.delete(record.id)  # as the CLI in another process would
+            timer.advance(4.9)
+            assert (await client.get("/auth", headers=bearer(secret))).status == 200  # cached
+            timer.advance(0.2)
+            response = await client.get("/auth", headers=bearer(secret))
+            assert response.status == 401
+            assert reason_of(response) == "invalid_token"
+        finally:
+            await runtime.close()
+
+
+class TestOnlyDocumentedStatuses:
+    @pytest.mark.parametrize(
+        "headers",
+        [
+            pytest.param({"Authorization": "Bearer authsvc_é"}, id="non-ascii-token"),
+            pytest.param({"Authorization": "Bearer ", "X-Original-URI": "x" * 9000}, id="long-uri"),
+            pytest.param({"X-Original-Method": "G" * 5000}, id="long-method"),
+            pytest.param({"X-Real-IP": "1" * 5000}, id="long-real-ip"),
+            pytest.param({"X-Original-URI": "http://evil/api/v1/items"}, id="absolute-form"),
+        ],
+    )
+    async def test_hostile_headers_get_a_documented_status(
+        self, client: Client, runtime: Runtime, headers: dict[str, str]
+    ) -> None:
+        """Whatever arrives, /auth answers 200, 401, 403 or 503 — never 500 (nginx → 500)."""
+        _, secret = await mint(runtime)
+        for base in ({}, bearer(secret)):
+            response = await client.get("/auth", headers={**base, **headers})
+            assert response.status in (401, 403)
+            assert response.headers["X-Auth-Reason"]
