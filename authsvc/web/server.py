@@ -9,6 +9,7 @@ import signal
 from aiohttp import web
 
 from authsvc.config import Config, ListenAddress
+from authsvc.reload import ConfigReloader
 from authsvc.runtime import Runtime
 from authsvc.web.app import create_admin_app, create_auth_app
 
@@ -25,10 +26,12 @@ def _site(runner: web.AppRunner, address: ListenAddress) -> web.BaseSite:
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT: stop accepting, finish requests, close the store."""
     runtime = await Runtime.open(config)
+    reloader = ConfigReloader(runtime, config.path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
     runners: list[web.AppRunner] = []
     try:
         auth_runner = web.AppRunner(
@@ -48,6 +51,7 @@ async def serve(config: Config) -> None:
             runners.append(runner)
             await _site(runner, address).start()
         runtime.usage.start()
+        reloader.start()
         log.info(
             "authsvc serving: auth on %s, admin on %s, store %s",
             config.listen.auth.text,
@@ -57,6 +61,7 @@ async def serve(config: Config) -> None:
         await stop.wait()
         log.info("stopping: finishing requests in flight")
     finally:
+        await reloader.stop()
         for runner in reversed(runners):
             await runner.cleanup()
         await runtime.close()

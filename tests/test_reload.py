@@ -1,0 +1,252 @@
+"""Live policy: a reload swaps the whole configuration or changes nothing (in process)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from authsvc.config import load_config
+from authsvc.reload import ConfigReloader
+from authsvc.runtime import Runtime
+from authsvc.tokens import TokenRecord
+from authsvc.web.app import create_admin_app, create_auth_app
+from tests.factories import BASE, FrozenClock
+
+Client = TestClient[web.Request, web.Application]
+ClientMaker = Callable[[web.Application], Awaitable[Client]]
+ENV = {"AUTHSVC_SECRET_KEY": "k" * 40}
+DAY = 86_400
+GET_ITEM = {"X-Original-Method": "GET", "X-Original-URI": "/api/v1/items/1"}
+
+
+class Setup:
+    """A runtime on a real config file, its reloader, and clients for both listeners."""
+
+    def __init__(self, tmp_path: Path, clock: FrozenClock) -> None:
+        self.path = tmp_path / "authsvc.yaml"
+        self.clock = clock
+        self.data: dict[str, Any] = {
+            **BASE,
+            "store": f"sqlite:///{tmp_path / 'authsvc.db'}",
+            "secret_key_file": str(tmp_path / "authsvc.key"),
+            "audit_log": str(tmp_path / "audit.log"),
+            "security_policy": {},
+        }
+        self.write()
+        self.runtime: Runtime
+        self.reloader: ConfigReloader
+        self.auth: Client
+        self.admin: Client
+
+    def write(self, text: str | None = None) -> None:
+        self.path.write_text(text if text is not None else yaml.safe_dump(self.data))
+
+    def edit_policy(self, **policy: Any) -> bool:
+        self.data["security_policy"].update(policy)
+        self.write()
+        return self.reloader.reload("test")
+
+    async def mint(self, name: str = "t", **fields: Any) -> tuple[TokenRecord, str]:
+        values: dict[str, Any] = {"permissions": ["Reader"], "expires_in": None, "ip_filter": None}
+        values.update(fields)
+        return await self.runtime.service.create(actor="cli", client=None, name=name, **values)
+
+    async def auth_status(self, secret: str, **headers: str) -> tuple[int, str]:
+        all_headers = {"Authorization": f"Bearer {secret}", **GET_ITEM, **headers}
+        response = await self.auth.get("/auth", headers=all_headers)
+        return response.status, response.headers["X-Auth-Reason"]
+
+    def audit(self) -> list[dict[str, Any]]:
+        lines = (self.path.parent / "audit.log").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+
+@pytest.fixture
+async def setup(tmp_path: Path, aiohttp_client: ClientMaker) -> AsyncIterator[Setup]:
+    s = Setup(tmp_path, FrozenClock(2_000_000_000.0))
+    s.runtime = await Runtime.open(load_config(s.path), clock=s.clock, environ=ENV)
+    s.reloader = ConfigReloader(s.runtime, s.path)
+    s.auth = await aiohttp_client(create_auth_app(s.runtime))
+    s.admin = await aiohttp_client(create_admin_app(s.runtime))
+    yield s
+    await s.runtime.close()
+
+
+class TestPolicySwitches:
+    async def test_tightening_max_lifetime_blocks_older_tokens_and_loosening_unblocks(
+        self, setup: Setup
+    ) -> None:
+        """max_lifetime counts from creation: a 10-day-old token dies under 7d, lives under 30d."""
+        _, secret = await setup.mint()
+        setup.clock.advance(10 * DAY)
+        assert await setup.auth_status(secret) == (200, "ok")
+        assert setup.edit_policy(max_lifetime="7d")
+        assert await setup.auth_status(secret) == (401, "expired")
+        assert setup.edit_policy(max_lifetime="30d")
+        assert await setup.auth_status(secret) == (200, "ok")
+
+    async def test_lifetime_edge_after_reload(self, setup: Setup) -> None:
+        """Under a 1h maximum, a token is valid at 59m59s and expired at exactly 1h."""
+        record, secret = await setup.mint()
+        assert setup.edit_policy(max_lifetime="1h")
+        setup.clock.now = record.created_at + 3599
+        assert await setup.auth_status(secret) == (200, "ok")
+        setup.clock.now = record.created_at + 3600
+        assert await setup.auth_status(secret) == (401, "expired")
+
+    async def test_enforced_ip_filter_applies_to_every_token(self, setup: Setup) -> None:
+        """enforce_ip_filter overrides tokens without a filter and with another one."""
+        _, plain = await setup.mint("plain")
+        _, local = await setup.mint("local", ip_filter="localhost")
+        assert setup.edit_policy(enforce_ip_filter="office")
+        for secret in (plain, local):
+            assert await setup.auth_status(secret) == (403, "ip_not_allowed")  # from 127.0.0.1
+            assert await setup.auth_status(secret, **{"X-Real-IP": "10.0.0.1"}) == (200, "ok")
+
+    async def test_tokens_disabled_refuses_all_and_creation(self, setup: Setup) -> None:
+        """tokens_enabled: false refuses every token and every admin call, at once."""
+        _, admin_secret = await setup.mint("admin", permissions=["ManageOrganizationTokens"])
+        _, secret = await setup.mint()
+        assert setup.edit_policy(tokens_enabled=False)
+        assert await setup.auth_status(secret) == (401, "tokens_disabled")
+        response = await setup.admin.get(
+            "/admin/v1/tokens", headers={"Authorization": f"Bearer {admin_secret}"}
+        )
+        assert response.status == 403  # the CLI is the break-glass path
+        assert (await response.json())["error"]["code"] == "tokens_disabled"
+        assert setup.edit_policy(tokens_enabled=True)
+        assert await setup.auth_status(secret) == (200, "ok")
+
+    async def test_permission_updates_switch(self, setup: Setup) -> None:
+        """allow_permission_updates: false makes PATCH 403 at once; true allows it again."""
+        _, admin = await setup.mint("admin", permissions=["ManageOrganizationTokens"])
+        record, _ = await setup.mint()
+        headers = {"Authorization": f"Bearer {admin}"}
+        url = f"/admin/v1/tokens/{record.id}"
+        assert setup.edit_policy(allow_permission_updates=False)
+        response = await setup.admin.patch(url, json={"permissions": ["Writer"]}, headers=headers)
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "permission_updates_disabled"
+        policy = await (await setup.admin.get("/admin/v1/policy", headers=headers)).json()
+        assert policy["allow_permission_updates"] is False
+        assert setup.edit_policy(allow_permission_updates=True)
+        response = await setup.admin.patch(url, json={"permissions": ["Writer"]}, headers=headers)
+        assert response.status == 200
+
+    async def test_removed_permission_grants_nothing_and_added_one_grants(
+        self, setup: Setup
+    ) -> None:
+        """Catalog edits apply to existing tokens without touching them."""
+        _, secret = await setup.mint()
+        reader = setup.data["permissions"].pop("Reader")
+        setup.write()
+        assert setup.reloader.reload("test")
+        assert await setup.auth_status(secret) == (403, "permission_denied")
+        setup.data["permissions"]["Reader"] = {
+            **reader, "endpoints": [*reader["endpoints"], "GET /api/v1/extra"]
+        }  # fmt: skip
+        setup.write()
+        assert setup.reloader.reload("test")
+        extra = {"X-Original-URI": "/api/v1/extra"}
+        assert await setup.auth_status(secret, **extra) == (200, "ok")
+
+    async def test_removed_filter_denies(self, setup: Setup) -> None:
+        """A token whose filter disappears from the file is denied everywhere."""
+        _, secret = await setup.mint(ip_filter="localhost")
+        assert await setup.auth_status(secret) == (200, "ok")
+        del setup.data["ip_filters"]["localhost"]
+        setup.write()
+        assert setup.reloader.reload("test")
+        assert await setup.auth_status(secret) == (403, "ip_not_allowed")
+
+
+class TestAllOrNothing:
+    @pytest.mark.parametrize(
+        "text",
+        [
+            pytest.param("permissions: [unclosed\n", id="invalid-yaml"),
+            pytest.param("", id="empty-file"),
+            pytest.param("permissions:\n  Reader:\n    endpoints: [GET /x]\n", id="half-written"),
+            pytest.param("surprise: 1\n", id="unknown-key"),
+            pytest.param("!!python/object/apply:os.system ['true']\n", id="python-tag"),
+            pytest.param(
+                "permissions:\n  R:\n    endpoints: [GET /x]\nip_filters:\n  f: allow 10.0.0.1/8\n",
+                id="filter-does-not-compile",
+            ),
+        ],
+    )
+    async def test_bad_edit_changes_nothing(self, setup: Setup, text: str) -> None:
+        """The last good configuration keeps serving; /readyz and /metrics tell."""
+        _, secret = await setup.mint()
+        before = setup.runtime.live.current
+        if text.startswith("permissions:\n  Reader"):  # valid YAML, but tokens_enabled typo
+            text += "security_policy:\n  tokens_enabled: maybe\n"
+        setup.write(text)
+        assert not setup.reloader.reload("test")
+        assert setup.runtime.live.current is before
+        assert await setup.auth_status(secret) == (200, "ok")
+        ready = await setup.admin.get("/readyz")
+        assert ready.status == 200
+        assert "reload failed" in await ready.text()
+        metrics = await (await setup.admin.get("/metrics")).text()
+        assert "authsvc_config_last_reload_successful 0.0" in metrics
+
+    async def test_good_edit_recovers(self, setup: Setup) -> None:
+        """After a failed reload, the next valid file is applied and the gauge is 1."""
+        setup.write("not: [valid")
+        assert not setup.reloader.reload("test")
+        assert setup.edit_policy(max_lifetime="30d")
+        assert setup.runtime.live.current.policy.max_lifetime == 30 * DAY
+        assert setup.runtime.live.last_error is None
+        metrics = await (await setup.admin.get("/metrics")).text()
+        assert "authsvc_config_last_reload_successful 1.0" in metrics
+        assert "reload failed" not in await (await setup.admin.get("/readyz")).text()
+
+    async def test_restart_keys_are_reported_not_applied(
+        self, setup: Setup, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A changed store or listen address is logged as needing a restart and ignored."""
+        old = setup.runtime.live.current
+        setup.data["store"] = "sqlite:////elsewhere/other.db"
+        setup.data["listen"] = {"auth": "127.0.0.1:19090", "admin": "127.0.0.1:19091"}
+        setup.data["security_policy"]["max_lifetime"] = "2d"
+        setup.write()
+        assert setup.reloader.reload("test")
+        new = setup.runtime.live.current
+        assert new.store == old.store
+        assert new.listen == old.listen
+        assert new.policy.max_lifetime == 2 * DAY
+        assert "'store' changed: it takes effect after a restart" in caplog.text
+        assert "'listen' changed" in caplog.text
+
+
+class TestAudit:
+    async def test_reload_writes_what_changed(self, setup: Setup) -> None:
+        """The audit record names policy fields and catalog entries that changed."""
+        setup.data["permissions"]["Auditor"] = {"endpoints": ["GET /api/v1/audit"]}
+        del setup.data["ip_filters"]["office"]
+        setup.data["security_policy"]["max_lifetime"] = "90d"
+        setup.write()
+        assert setup.reloader.reload("SIGHUP")
+        record = setup.audit()[-1]
+        assert record["action"] == "config.reload"
+        details = record["details"]
+        assert details["trigger"] == "SIGHUP"
+        assert details["policy"]["max_lifetime_text"] == {"from": None, "to": "90d"}
+        assert details["permissions"] == {"added": ["Auditor"]}
+        assert details["ip_filters"] == {"removed": ["office"]}
+
+    async def test_failed_reload_is_audited_without_applying(self, setup: Setup) -> None:
+        """A failed reload leaves a record with the errors."""
+        setup.write("permissions: {}\n")
+        assert not setup.reloader.reload("file change")
+        record = setup.audit()[-1]
+        assert record["action"] == "config.reload_failed"
+        assert record["details"]["errors"]
