@@ -1,0 +1,261 @@
+"""End-to-end fixtures: a real ``authsvc serve``, a real nginx, and an echo upstream.
+
+nginx runs the SHIPPED files from ``deploy/nginx/``: the snippets are included in place,
+and the upstream and site files get only their ports and snippet folder substituted, by
+patterns that must match (so the tests can never drift onto a private copy).
+
+Reusable fixtures: ``nginx_binary``, ``echo_upstream``, ``authsvc_server``,
+``nginx_proxy`` (session-wide), ``upstream`` (the echo upstream with its log emptied) and
+``isolated_stack`` (a private authsvc + nginx + upstream for tests that break things).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.upstream import EchoUpstream
+from tests.processes import REPO, AuthsvcServer, free_port, start_authsvc, stop_process
+from tests.required import unavailable
+
+NGINX_DIR = REPO / "deploy" / "nginx"
+FALLBACK_NGINX = "/usr/sbin/nginx"
+START_DEADLINE = 30.0  # seconds; generous for slow CI machines, never reached when healthy
+STOP_DEADLINE = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An HTTP response as the client of nginx received it."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
+
+class NginxProxy:
+    """nginx running the shipped deploy/nginx/ configuration in a private prefix."""
+
+    def __init__(
+        self, binary: str, prefix: Path, *, listen_port: int, auth_port: int, upstream_port: int
+    ) -> None:
+        self.binary = binary
+        self.prefix = prefix
+        self.port = listen_port
+        self._auth_port = auth_port
+        self._upstream_port = upstream_port
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _render(self, name: str, substitutions: Sequence[tuple[str, str]]) -> Path:
+        text = (NGINX_DIR / name).read_text()
+        for pattern, replacement in substitutions:
+            text, count = re.subn(pattern, replacement, text)
+            if count == 0:
+                raise AssertionError(f"deploy/nginx/{name} no longer contains /{pattern}/")
+        target = self.prefix / name
+        target.write_text(text)
+        return target
+
+    def write_config(self) -> Path:
+        """Render the top-level nginx.conf and the substituted shipped files."""
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        upstream_conf = self._render(
+            "authsvc-upstream.conf",
+            [(r"server 127\.0\.0\.1:9090;", f"server 127.0.0.1:{self._auth_port};")],
+        )
+        site_conf = self._render(
+            "example-site.conf",
+            [
+                (r"listen 8080;", f"listen 127.0.0.1:{self.port};"),
+                (r"server 127\.0\.0\.1:8000;", f"server 127.0.0.1:{self._upstream_port};"),
+                (r"include /etc/nginx/snippets/", f"include {NGINX_DIR}/"),
+            ],
+        )
+        temp_paths = "\n".join(
+            f"    {kind}_temp_path {self.prefix / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        # As root, workers would switch to `nobody`, which cannot read the private prefix.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(
+            f"{user}daemon off;\nmaster_process on;\nworker_processes 1;\n"
+            f"pid {self.prefix / 'nginx.pid'};\n"
+            "events { worker_connections 256; }\n"
+            "http {\n"
+            f"    access_log {self.prefix / 'access.log'};\n{temp_paths}\n"
+            f"    include {upstream_conf};\n    include {site_conf};\n}}\n"
+        )
+        return conf
+
+    def start(self) -> None:
+        """Start nginx and wait until it accepts connections."""
+        conf = self.write_config()
+        error_log = self.prefix / "error.log"
+        with (self.prefix / "nginx.out").open("ab") as out:
+            self._process = subprocess.Popen(
+                [self.binary, "-p", f"{self.prefix}/", "-c", str(conf), "-e", str(error_log)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_DEADLINE
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"nginx exited with {self._process.returncode}:\n{self.log()}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
+            ):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx did not listen within {START_DEADLINE}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        """Graceful shutdown (SIGQUIT), escalating after a deadline."""
+        if self._process is not None:
+            stop_process(self._process, signal.SIGQUIT)
+
+    def log(self) -> str:
+        """nginx's output and error log."""
+        parts = [self.prefix / "nginx.out", self.prefix / "error.log"]
+        return "\n".join(p.read_text(errors="replace") for p in parts if p.exists())
+
+    def request(
+        self,
+        method: str,
+        target: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+    ) -> Response:
+        """Send one request with exactly this target and these headers (no normalisation)."""
+        lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{self.port}"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        lines.append("Connection: close")
+        if body:
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return self.send_raw(head + body, method=method)
+
+    def send_raw(self, data: bytes, *, method: str = "GET") -> Response:
+        """Send raw bytes as one request and read the response."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            sock.sendall(data)
+            response = http.client.HTTPResponse(sock, method=method)
+            try:
+                response.begin()
+                return Response(response.status, tuple(response.getheaders()), response.read())
+            finally:
+                response.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """One complete set: authsvc, nginx in front of it, and the upstream nginx protects."""
+
+    authsvc: AuthsvcServer
+    nginx: NginxProxy
+    upstream: EchoUpstream
+
+
+@pytest.fixture(scope="session")
+def nginx_binary() -> str:
+    """The nginx executable; skips (fails in CI) when nginx is not installed."""
+    found = shutil.which("nginx")
+    if found is None and os.access(FALLBACK_NGINX, os.X_OK):
+        found = FALLBACK_NGINX
+    if found is None:
+        unavailable("nginx is not installed: apt-get install nginx")
+    return found
+
+
+@pytest.fixture(scope="session")
+def echo_upstream() -> Iterator[EchoUpstream]:
+    """The echo upstream shared by the session's nginx."""
+    upstream = EchoUpstream()
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="session")
+def authsvc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthsvcServer]:
+    """``authsvc serve`` with the e2e configuration (cache.ttl 1s), ready to answer."""
+    server = start_authsvc(tmp_path_factory.mktemp("authsvc"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def nginx_proxy(
+    nginx_binary: str,
+    authsvc_server: AuthsvcServer,
+    echo_upstream: EchoUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[NginxProxy]:
+    """nginx running deploy/nginx/, asking ``authsvc_server``, proxying to ``echo_upstream``."""
+    proxy = NginxProxy(
+        nginx_binary,
+        tmp_path_factory.mktemp("nginx"),
+        listen_port=free_port(),
+        auth_port=authsvc_server.auth_port,
+        upstream_port=echo_upstream.port,
+    )
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def upstream(echo_upstream: EchoUpstream) -> EchoUpstream:
+    """The session's echo upstream, its request log emptied for this test."""
+    echo_upstream.clear()
+    return echo_upstream
+
+
+@pytest.fixture
+def isolated_stack(nginx_binary: str, tmp_path: Path) -> Iterator[Stack]:
+    """A private authsvc + nginx + upstream that a test may stop or break."""
+    upstream = EchoUpstream()
+    upstream.start()
+    server: AuthsvcServer | None = None
+    proxy: NginxProxy | None = None
+    try:
+        server = start_authsvc(tmp_path / "authsvc")
+        proxy = NginxProxy(
+            nginx_binary,
+            tmp_path / "nginx",
+            listen_port=free_port(),
+            auth_port=server.auth_port,
+            upstream_port=upstream.port,
+        )
+        proxy.start()
+        yield Stack(authsvc=server, nginx=proxy, upstream=upstream)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        if server is not None:
+            server.stop()
+        upstream.stop()
