@@ -168,6 +168,11 @@ class AuthsvcServer:
         assert self._process is not None
         self._process.send_signal(signal.SIGCONT)
 
+    def send(self, sig: signal.Signals) -> None:
+        """Send a signal (SIGHUP: reload the configuration)."""
+        assert self._process is not None
+        self._process.send_signal(sig)
+
     def log(self) -> str:
         """Everything the service wrote to stdout and stderr so far."""
         return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
