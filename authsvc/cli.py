@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -23,16 +24,19 @@ from authsvc.policy import Refused
 from authsvc.runtime import Runtime
 from authsvc.secret_key import SecretKeyError
 from authsvc.service import CLI_ACTOR
-from authsvc.store import StoreError, open_store
+from authsvc.store import StoreError, TokenStore, open_store
 from authsvc.token_view import token_object
-from authsvc.tokens import TokenRecord
+from authsvc.tokens import TokenRecord, is_token_id
 
 DEFAULT_CONFIG = "config/authsvc.yaml"
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+LOG_LEVEL_ENV = "AUTHSVC_LOG_LEVEL"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of SPEC §5; usage errors exit with status 2."""
     parser = argparse.ArgumentParser(prog="authsvc", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--config",
@@ -74,22 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_path(option: Path | None) -> Path:
+    """``--config`` beats ``$AUTHSVC_CONFIG`` beats ``config/authsvc.yaml``."""
     return option or Path(os.environ.get("AUTHSVC_CONFIG") or DEFAULT_CONFIG)
 
 
 def fail(message: str, status: int = EXIT_FAILURE) -> int:
+    """Print one sentence to stderr and return the exit status."""
     print(f"authsvc: {message}", file=sys.stderr)
     return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the exit status: 0, 1 (it failed), 2 (bad usage or configuration)."""
     args = build_parser().parse_args(argv)
-    serving = args.command == "serve"
-    logging.basicConfig(
-        level=os.environ.get("AUTHSVC_LOG_LEVEL", "INFO" if serving else "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _configure_logging(serving=args.command == "serve")
     try:
         config = load_config(config_path(args.config))
     except ConfigError as error:
@@ -97,31 +99,94 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line, file=sys.stderr)
         return EXIT_CONFIG
     try:
-        return _run(args, config)
+        store = open_store(config.store)  # not opened yet: only checks the scheme
+    except ValueError as error:
+        # the configuration accepts URLs (postgresql://) that this build cannot open yet
+        return fail(f"{config.path}: store: {error}", EXIT_CONFIG)
+    return _run_reporting_errors(args, config, store)
+
+
+def _run_reporting_errors(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
+    """Expected failures become one sentence on stderr and exit status 1."""
+    try:
+        return _run(args, config, store)
     except Refused as error:
-        return fail(error.message)
-    except (SecretKeyError, OSError) as error:  # OSError: e.g. a listen address in use
+        return fail(_refusal_message(error, config))
+    except SecretKeyError as error:
         return fail(str(error))
     except StoreError as error:
-        return fail(f"the token store is unavailable: {error}")
+        return fail(
+            f"the token store is unavailable ({error}); check the store setting in {config.path}"
+        )
+    except OSError as error:  # e.g. a listen address in use
+        return fail(_os_error_message(error, config))
     except KeyboardInterrupt:
         return 130
 
 
-def _run(args: argparse.Namespace, config: Config) -> int:
+def _configure_logging(*, serving: bool) -> None:
+    default = "INFO" if serving else "WARNING"
+    wanted = os.environ.get(LOG_LEVEL_ENV, "").strip().upper() or default
+    if wanted not in _LOG_LEVELS:
+        print(
+            f"authsvc: {LOG_LEVEL_ENV}={wanted!r} is not a log level "
+            f"({', '.join(_LOG_LEVELS)}); using {default}",
+            file=sys.stderr,
+        )
+        wanted = default
+    logging.basicConfig(
+        level=wanted, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+def _refusal_message(error: Refused, config: Config) -> str:
+    """The policy's sentence; for unknown names, also the names that do exist."""
+    known = {
+        "unknown_permission": ("permissions", list(config.permissions)),
+        "unknown_ip_filter": ("IP filters", list(config.ip_filters)),
+    }.get(error.code)
+    if known is None:
+        return error.message
+    what, names = known
+    return f"{error.message} Known {what}: {', '.join(names) or 'none'}."
+
+
+def _os_error_message(error: OSError, config: Config) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"{error.strerror}; another process (another authsvc?) holds that address: "
+            f"stop it or change listen in {config.path}"
+        )
+    return str(error)
+
+
+def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
     if args.command == "serve":
         # aiohttp is imported only where it is needed: token commands start faster.
-        from authsvc.web.server import serve  # noqa: PLC0415
+        from authsvc.web.server import run_server  # noqa: PLC0415
 
-        asyncio.run(serve(config))
+        run_server(config)
         return 0
     if args.command == "config":
-        return asyncio.run(_config_check(config))
-    return asyncio.run(_token(config, args))
+        print(f"{config.path}: configuration is valid")
+        if config.store.startswith("sqlite:///"):
+            database = Path(config.store.removeprefix("sqlite:///"))
+            if not database.exists():
+                # checking a file must not create the store as a side effect
+                print(f"no token store at {database} yet: no tokens to check")
+                return 0
+        return asyncio.run(_config_check(config, store))
+    token_id = getattr(args, "id", None)
+    if token_id is not None and not is_token_id(token_id):
+        return fail(
+            f"{token_id[:40]!r} is not a token id: ids look like tok_ and 16 hex digits "
+            "(see: authsvc token list)"
+        )
+    return asyncio.run(_token(config, store, args))
 
 
-async def _token(config: Config, args: argparse.Namespace) -> int:
-    runtime = await Runtime.open(config)
+async def _token(config: Config, store: TokenStore, args: argparse.Namespace) -> int:
+    runtime = await Runtime.open(config, store=store)
     try:
         service = runtime.service
         policy = config.policy
@@ -144,6 +209,8 @@ async def _token(config: Config, args: argparse.Namespace) -> int:
             _print_tokens([record], config, now, as_json=args.json, single=True)
         elif args.action == "list":
             records = await runtime.store.all_tokens()
+            if not records and not args.json:
+                print("no tokens yet: make one with authsvc token create", file=sys.stderr)
             _print_tokens(records, config, now, as_json=args.json, single=False)
         else:
             await service.delete(actor=CLI_ACTOR, client=None, token_id=args.id)
@@ -187,17 +254,14 @@ def _print_tokens(
         )
 
 
-async def _config_check(config: Config) -> int:
-    print(f"{config.path}: configuration is valid")
-    store = open_store(config.store)
+async def _config_check(config: Config, store: TokenStore) -> int:
     await store.open()
     try:
         records = await store.all_tokens()
     finally:
         await store.close()
-    problems = [
-        (record, why) for record in records if (why := refusals(record, config, time.time()))
-    ]
+    now = time.time()
+    problems = [(record, why) for record in records if (why := refusals(record, config, now))]
     if not problems:
         print(f"all {len(records)} existing token(s) are accepted by this policy")
     for record, reasons in problems:

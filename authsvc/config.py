@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
@@ -118,6 +118,11 @@ class Config:
     permissions: Mapping[str, Permission]  # the catalog, reserved permissions included
     ip_filters: Mapping[str, IpFilter]
     policy: SecurityPolicy
+    # One merged matcher per set of permission names, built on first use by
+    # decision.grants(); lives and dies with this configuration object.
+    matchers: dict[frozenset[str], PermissionMatcher] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
 
 RESERVED_DESCRIPTIONS = {
@@ -386,9 +391,7 @@ def parse_config(text: str, path: Path) -> Config:
         secret_key_file=r.get(
             fields, "secret_key_file", "a file path", key_file, key_file(DEFAULT_SECRET_KEY_FILE)
         ),
-        audit_log=r.get(
-            fields, "audit_log", "a file path", key_file, key_file(DEFAULT_AUDIT_LOG)
-        ),
+        audit_log=r.get(fields, "audit_log", "a file path", key_file, key_file(DEFAULT_AUDIT_LOG)),
         cache=CacheSettings(ttl=ttl, max_entries=max_entries),
         permissions=MappingProxyType(_read_permissions(r, top.get("permissions"))),
         ip_filters=MappingProxyType(filters),

@@ -42,7 +42,7 @@ def check_name(name: str) -> str:
         raise Refused("invalid_name", f"A token name has 1 to {NAME_MAX_LENGTH} characters.")
     if name != name.strip():
         raise Refused("invalid_name", "A token name may not start or end with white space.")
-    if any(unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp") for char in name):
+    if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") for char in name):
         raise Refused("invalid_name", "A token name may not contain control characters.")
     return name
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from contextlib import suppress
 
+from authsvc.ipfilter import IPAddress
 from authsvc.store import StoreError, TokenStore, Usage
 
 log = logging.getLogger("authsvc.usage")
@@ -22,18 +23,21 @@ class UsageRecorder:
     def __init__(self, store: TokenStore, interval: float = 5.0) -> None:
         self._store = store
         self._interval = interval
-        self._pending: dict[str, Usage] = {}
+        # token id → (time, address): a plain tuple, the cheapest thing to store per request
+        self._pending: dict[str, tuple[float, IPAddress]] = {}
         self._task: asyncio.Task[None] | None = None
 
-    def note(self, token_id: str, used_at: float, ip: str) -> None:
-        self._pending[token_id] = Usage(token_id, used_at, ip)
+    def note(self, token_id: str, used_at: float, ip: IPAddress) -> None:
+        self._pending[token_id] = (used_at, ip)
 
     async def flush(self) -> None:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
         try:
-            await self._store.record_usage(list(batch.values()))
+            await self._store.record_usage(
+                [Usage(token_id, used_at, str(ip)) for token_id, (used_at, ip) in batch.items()]
+            )
         except StoreError as error:
             # Last-used data is advisory: keep the newest values for the next try.
             for token_id, usage in batch.items():

@@ -15,7 +15,8 @@ from multidict import CIMultiDict
 from authsvc.runtime import Runtime
 from authsvc.store import TokenStore
 from authsvc.tokens import TokenRecord, new_secret
-from authsvc.web.auth import IP_DENIED, create_auth_app
+from authsvc.web.auth import IP_DENIED
+from tests.auth_client import auth_client
 from tests.factories import FrozenClock, make_config
 
 ClientMaker = Callable[[web.Application], Awaitable[TestClient[web.Request, web.Application]]]
@@ -53,7 +54,7 @@ async def runtime(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
 
 @pytest.fixture
 async def client(runtime: Runtime, aiohttp_client: ClientMaker) -> Client:
-    return await aiohttp_client(create_auth_app(runtime))
+    return await auth_client(aiohttp_client, runtime)
 
 
 async def mint(runtime: Runtime, name: str = "t", **fields: Any) -> tuple[TokenRecord, str]:
@@ -270,7 +271,7 @@ class TestRequestDenials:
         config = make_config(tmp_path, trusted_proxies=[])
         runtime = await Runtime.open(config, clock=clock, environ=ENV)
         try:
-            client = await aiohttp_client(create_auth_app(runtime))
+            client = await auth_client(aiohttp_client, runtime)
             _, secret = await mint(runtime, ip_filter="office")
             headers = bearer(secret, **{"X-Real-IP": "10.0.0.9"})  # claims to be inside
             response = await client.get("/auth", headers=headers)
@@ -339,7 +340,7 @@ class TestCacheAndStore:
         config = make_config(tmp_path, cache={"ttl": "5s"})
         runtime = await Runtime.open(config, clock=clock, cache_timer=timer, environ=ENV)
         try:
-            client = await aiohttp_client(create_auth_app(runtime))
+            client = await auth_client(aiohttp_client, runtime)
             record, secret = await mint(runtime)
             assert (await client.get("/auth", headers=bearer(secret))).status == 200
             await runtime.store.delete(record.id)  # as the CLI in another process would
@@ -373,3 +374,26 @@ class TestOnlyDocumentedStatuses:
             response = await client.get("/auth", headers={**base, **headers})
             assert response.status in (401, 403)
             assert response.headers["X-Auth-Reason"]
+
+
+class TestUnparseableRequests:
+    async def test_header_beyond_the_limit_is_refused_without_echo(
+        self, client: Client, runtime: Runtime
+    ) -> None:
+        """A 40 KiB Authorization header starting with a real secret: 400, secret not echoed."""
+        _, secret = await mint(runtime)
+        headers = {**ALLOWED, "Authorization": f"Bearer {secret}" + "a" * 40_000}
+        response = await client.get("/auth", headers=headers)
+        assert response.status == 400
+        assert secret not in await response.text()
+
+    async def test_other_paths_and_methods(self, client: Client) -> None:
+        """Only GET and HEAD /auth are served; HEAD answers without a body."""
+        assert (await client.get("/other")).status == 404
+        response = await client.post("/auth")
+        assert response.status == 405
+        assert response.headers["Allow"] == "GET, HEAD"
+        head = await client.head("/auth", headers=ALLOWED)
+        assert head.status == 401
+        assert head.headers["X-Auth-Reason"] == "missing_token"
+        assert await head.read() == b""

@@ -16,7 +16,8 @@ from authsvc.config import load_config
 from authsvc.reload import ConfigReloader
 from authsvc.runtime import Runtime
 from authsvc.tokens import TokenRecord
-from authsvc.web.app import create_admin_app, create_auth_app
+from authsvc.web.app import create_admin_app
+from tests.auth_client import auth_client
 from tests.factories import BASE, FrozenClock
 
 Client = TestClient[web.Request, web.Application]
@@ -73,7 +74,7 @@ async def setup(tmp_path: Path, aiohttp_client: ClientMaker) -> AsyncIterator[Se
     s = Setup(tmp_path, FrozenClock(2_000_000_000.0))
     s.runtime = await Runtime.open(load_config(s.path), clock=s.clock, environ=ENV)
     s.reloader = ConfigReloader(s.runtime, s.path)
-    s.auth = await aiohttp_client(create_auth_app(s.runtime))
+    s.auth = await auth_client(aiohttp_client, s.runtime)
     s.admin = await aiohttp_client(create_admin_app(s.runtime))
     yield s
     await s.runtime.close()

@@ -13,7 +13,7 @@ from authsvc.request import Rejected, client_ip
 from authsvc.runtime import Runtime
 from authsvc.store import ListQuery
 from authsvc.token_view import token_object
-from authsvc.tokens import TokenRecord
+from authsvc.tokens import TokenRecord, is_token_id
 from authsvc.web.auth import bearer_secret, peer_address
 from authsvc.web.errors import ApiError
 from authsvc.web.keys import RUNTIME
@@ -47,8 +47,13 @@ async def authorize(request: web.Request, *, write: bool) -> tuple[str, str]:
     if record is None:
         raise ApiError("unauthorized", "The supplied authentication is invalid.")
     reason = admin_access(record, ip, config, runtime.clock(), write=write)
-    if reason in (Reason.EXPIRED, Reason.TOKENS_DISABLED):
-        raise ApiError("unauthorized", f"The admin token is refused ({reason.value}).")
+    if reason is Reason.TOKENS_DISABLED:
+        # Every token is refused, admin tokens included; say why (SPEC §4: 403
+        # tokens_disabled) rather than a bare 401 that would send the operator looking
+        # for a bad token.
+        raise ApiError("tokens_disabled", "The security policy has switched tokens off.")
+    if reason is Reason.EXPIRED:
+        raise ApiError("unauthorized", "The admin token has expired.")
     if reason is Reason.IP_NOT_ALLOWED:
         raise ApiError("forbidden", "The admin token's IP filter does not accept this address.")
     if reason is not Reason.OK:
@@ -68,6 +73,16 @@ async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]
         raise ApiError("invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise ApiError("invalid_json", "The request body must be a JSON object.")
+    try:
+        # JSON may escape lone surrogates ("\ud800"), which are not text: nothing
+        # downstream (the store, logs, headers) can encode them.
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(
+            "invalid_json", "The request body holds an unpaired surrogate escape, not text."
+        ) from None
+    except RecursionError:
+        raise ApiError("invalid_json", "The request body is nested too deeply.") from None
     unknown = sorted(set(body) - allowed)
     if unknown:
         shown = ", ".join(repr(key[:40]) for key in unknown[:5])
@@ -97,6 +112,10 @@ def _list_query(request: web.Request) -> ListQuery:
     unknown = sorted(set(params) - _LIST_PARAMS)
     if unknown:
         raise ApiError("invalid_query", f"Unknown query parameter(s): {', '.join(unknown)[:200]}.")
+    repeated = sorted(key for key in set(params) if len(params.getall(key)) > 1)
+    if repeated:
+        # ?limit=1&limit=500 means different things to different readers: refuse it.
+        raise ApiError("invalid_query", f"Repeated query parameter(s): {', '.join(repeated)}.")
     sort = params.get("sort", "name")
     order = params.get("order", "asc")
     if sort not in ("name", "expires_at"):
@@ -115,6 +134,15 @@ def _list_query(request: web.Request) -> ListQuery:
         limit=limit,
         offset=offset,
     )
+
+
+def _token_id(request: web.Request) -> str:
+    """The path's token id; anything not shaped like one is a 404 that echoes nothing
+    (a secret pasted where the id belongs must not come back in the error body)."""
+    token_id = request.match_info["token_id"]
+    if not is_token_id(token_id):
+        raise ApiError("not_found", "No token has this id (ids look like tok_0123456789abcdef).")
+    return token_id
 
 
 def _int_param(text: str, key: str, low: int, high: int) -> int:
@@ -148,7 +176,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def get_token(request: web.Request) -> web.Response:
     await authorize(request, write=False)
     runtime = request.app[RUNTIME]
-    record = await runtime.service.get(request.match_info["token_id"])
+    record = await runtime.service.get(_token_id(request))
     return _no_store(token_json(record, runtime))
 
 
@@ -159,7 +187,7 @@ async def patch_token(request: web.Request) -> web.Response:
     record = await runtime.service.update_permissions(
         actor=actor,
         client=client,
-        token_id=request.match_info["token_id"],
+        token_id=_token_id(request),
         permissions=_permissions(body),
     )
     return _no_store(token_json(record, runtime))
@@ -169,7 +197,7 @@ async def rotate_token(request: web.Request) -> web.Response:
     actor, client = await authorize(request, write=True)
     runtime = request.app[RUNTIME]
     record, secret = await runtime.service.rotate(
-        actor=actor, client=client, token_id=request.match_info["token_id"]
+        actor=actor, client=client, token_id=_token_id(request)
     )
     return _no_store({**token_json(record, runtime), "token": secret})
 
@@ -177,7 +205,7 @@ async def rotate_token(request: web.Request) -> web.Response:
 async def delete_token(request: web.Request) -> web.Response:
     actor, client = await authorize(request, write=True)
     await request.app[RUNTIME].service.delete(
-        actor=actor, client=client, token_id=request.match_info["token_id"]
+        actor=actor, client=client, token_id=_token_id(request)
     )
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 

@@ -6,13 +6,12 @@ from aiohttp import web
 
 from authsvc.runtime import Runtime
 from authsvc.web.admin import MAX_BODY, add_admin_routes
-from authsvc.web.auth import create_auth_app
 from authsvc.web.errors import error_middleware
 from authsvc.web.health import add_health_routes
 from authsvc.web.keys import RUNTIME
 from authsvc.web.openapi import DOCUMENT
 
-__all__ = ["create_admin_app", "create_auth_app"]
+__all__ = ["create_admin_app"]
 
 
 async def openapi(request: web.Request) -> web.Response:

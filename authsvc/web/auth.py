@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -18,6 +20,7 @@ from authsvc.request import Rejected, describe
 from authsvc.runtime import Runtime
 from authsvc.store import StoreUnavailable
 from authsvc.tokens import TokenRecord, is_well_formed
+from authsvc.web.protocol import QuietServer
 
 log = logging.getLogger("authsvc.auth")
 
@@ -62,11 +65,13 @@ def _denial_headers(reason: Reason) -> dict[str, str]:
     return headers
 
 
+_ALLOW = {"Allow": "GET, HEAD"}
 _DENIAL_HEADERS: dict[Reason, dict[str, str]] = {
     reason: _denial_headers(reason) for reason in Reason if reason is not Reason.OK
 }
 
 
+@lru_cache(maxsize=8192)  # names repeat on every request of a token; bounded
 def header_safe(text: str) -> str:
     """Token names may hold any printable Unicode; header values must be ASCII, so
     everything else (and ``%``) is percent-encoded as UTF-8."""
@@ -110,7 +115,12 @@ class AuthHandler:
         self._cache = runtime.service.cache
         self._metrics = runtime.metrics
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.Response:
+        """The whole listener: ``GET``/``HEAD /auth``, and short refusals for anything else."""
+        if request.path != "/auth":
+            return web.Response(status=404, text="not found: authsvc answers GET /auth only")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="method not allowed", headers=_ALLOW)
         started = time.perf_counter()
         try:
             reason, record = await self._evaluate(request)
@@ -135,7 +145,7 @@ class AuthHandler:
             },
         )
 
-    async def _evaluate(self, request: web.Request) -> tuple[Reason, TokenRecord | None]:
+    async def _evaluate(self, request: web.BaseRequest) -> tuple[Reason, TokenRecord | None]:
         config = self._runtime.live.current
         secret = bearer_secret(request)
         if isinstance(secret, Reason):
@@ -167,14 +177,17 @@ class AuthHandler:
         now = self._runtime.clock()
         reason = decide(record, described, config, now)
         if reason is Reason.OK:
-            self._runtime.usage.note(record.id, now, str(described.client_ip))
+            self._runtime.usage.note(record.id, now, described.client_ip)
         return reason, record
 
 
-def create_auth_app(runtime: Runtime) -> web.Application:
-    """The lean auth application: one route, no middleware."""
-    # A larger header limit than aiohttp's 8190 bytes, so an 8 KiB junk token gets its
-    # 401 rather than a parser 400 (which nginx would turn into a 500).
-    app = web.Application(handler_args={"max_field_size": MAX_HEADER_FIELD})
-    app.router.add_get("/auth", AuthHandler(runtime).handle)
-    return app
+#: Options of the auth listener's low-level server: a larger header limit than aiohttp's
+#: 8190 bytes, so an 8 KiB junk token gets its 401 rather than a parser 400 (which nginx
+#: would turn into a 500), and no access log (counts go to /metrics).
+SERVER_OPTIONS: dict[str, Any] = {"max_field_size": MAX_HEADER_FIELD, "access_log": None}
+
+
+def create_auth_server(runtime: Runtime) -> web.Server:
+    """The auth listener: aiohttp's low-level server around one handler — no application,
+    router, middleware or signals on the hot path."""
+    return QuietServer(AuthHandler(runtime).handle, **SERVER_OPTIONS)

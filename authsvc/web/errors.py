@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from authsvc.policy import Refused
 from authsvc.store import StoreUnavailable
+from authsvc.tokens import PREFIX
+from authsvc.web.keys import RUNTIME
 
 log = logging.getLogger("authsvc.admin")
+# A whole secret or a truncated one (messages cut echoed input at 40 characters); no
+# human-chosen name has 20 base62 characters in a row after the prefix.
+_SECRET_LIKE = re.compile(re.escape(PREFIX) + "[0-9A-Za-z]{20,}")
 
 #: Status of every error code the admin API answers with.
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_json": 400,
     "invalid_query": 400,
+    "invalid_request": 400,
     "unauthorized": 401,
     "forbidden": 403,
     "tokens_disabled": 403,
@@ -50,7 +57,11 @@ class ApiError(Exception):
 
 
 def error_response(code: str, message: str) -> web.Response:
+    """The error shape with the status of ``code``. Messages may echo request input (a
+    permission or token name); anything shaped like a secret, whole or cut short, is
+    redacted, so a token pasted into the wrong field does not come back in the body."""
     status = STATUS_BY_CODE[code]
+    message = _SECRET_LIKE.sub("authsvc_[redacted]", message)
     headers = {"Cache-Control": "no-store"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
@@ -59,17 +70,33 @@ def error_response(code: str, message: str) -> web.Response:
     )
 
 
+def _where(request: web.Request) -> str:
+    """Method and route template for logs: the raw path could hold anything, a secret
+    pasted into the URL included."""
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical if resource is not None else '(no route)'}"
+
+
 @web.middleware
-async def error_middleware(  # noqa: PLR0911 - one return per error kind, by design
+async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Every failure of an admin call leaves in the error shape; bad input never 500s."""
+    response = await _answer(request, handler)
+    metrics = request.app[RUNTIME].metrics
+    metrics.admin_requests.labels(status=str(response.status)).inc()
+    return response
+
+
+async def _answer(  # noqa: PLR0911 - one return per error kind, by design
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except (ApiError, Refused) as error:
         return error_response(error.code, error.message)
     except StoreUnavailable as error:
-        log.warning("store unavailable during %s %s: %s", request.method, request.path, error)
+        log.warning("store unavailable during %s: %s", _where(request), error)
         return error_response("store_unavailable", "The token store is unavailable; try again.")
     except web.HTTPNotFound:
         return error_response("not_found", "No such resource.")
@@ -82,5 +109,5 @@ async def error_middleware(  # noqa: PLR0911 - one return per error kind, by des
     except web.HTTPException:
         raise
     except Exception:
-        log.exception("unexpected error in %s %s", request.method, request.path)
+        log.exception("unexpected error in %s", _where(request))
         return error_response("internal_error", "An internal error occurred; see the logs.")
