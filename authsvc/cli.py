@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         store = open_store(config.store)  # not opened yet: only checks the scheme
     except ValueError as error:
-        # the configuration accepts URLs (postgresql://) that this build cannot open yet
+        # the configuration only admits schemes open_store knows; kept as a safety net
         return fail(f"{config.path}: store: {error}", EXIT_CONFIG)
     return _run_reporting_errors(args, config, store)
 

@@ -1391,7 +1391,6 @@ class TestRoutingErrors:
     @pytest.mark.parametrize(
         "path",
         [
-            "/",
             "/admin",
             "/admin/v1",
             "/admin/v1/",

@@ -512,13 +512,22 @@ class TestExpectedErrors:
         assert "Traceback" not in result.stderr
         assert "store" in result.stderr
 
+    def test_unreachable_postgresql_store(self, tmp_path: Path) -> None:
+        """A PostgreSQL store nobody answers for: exit 1, a sentence, never the password."""
+        store = "postgresql://u:s3cretpw@127.0.0.1:1/db"
+        cli = Cli(tmp_path, write_config(tmp_path, store=store))
+        result = cli.run("token", "list")
+        assert_failed(result, 1)
+        assert "store" in result.stderr
+        assert "s3cretpw" not in result.stderr
+
     def test_unsupported_store_scheme(self, tmp_path: Path) -> None:
-        """A store URL this build cannot open is a start-up configuration error (exit 2)."""
-        cli = Cli(tmp_path, write_config(tmp_path, store="postgresql://u:pw@localhost/db"))
+        """A store URL of another kind is a configuration error (exit 2)."""
+        cli = Cli(tmp_path, write_config(tmp_path, store="mysql://u:s3cretpw@localhost/db"))
         result = cli.run("token", "list")
         assert_failed(result, 2)
         assert "store" in result.stderr
-        assert "pw" not in result.stderr
+        assert "s3cretpw" not in result.stderr
 
     @pytest.mark.parametrize(
         ("content", "words"),

@@ -1,7 +1,9 @@
-"""Token store tests: the TokenStore contract for every backend, then SQLite specifics.
+"""Token store tests: the TokenStore contract for every backend, then each backend's specifics.
 
-The ``store`` fixture is parametrised by backend kind; add ``"postgresql"`` to STORE_KINDS
-(and a branch in ``make_store``) to run the contract tests against it too.
+The ``store`` and ``new_store`` fixtures are parametrised by backend kind (STORE_KINDS): every
+contract test runs against SQLite and against PostgreSQL. PostgreSQL tests get a schema of their
+own in a database created for the test session (tests/pg.py); without a reachable server they
+skip, and fail in CI.
 """
 
 from __future__ import annotations
@@ -12,46 +14,74 @@ import dataclasses
 import hashlib
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
 import sys
 import textwrap
+import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
+from urllib.parse import unquote
 
 import pytest
 
 import authsvc
 from authsvc.store import (
+    ChangesPruned,
     ListQuery,
     NameTaken,
     StoreError,
     StoreUnavailable,
     TokenStore,
     Usage,
+    migrations,
     open_store,
 )
-from authsvc.store.sqlite import SCHEMA_VERSION, ChangesPruned, SQLiteStore
+from authsvc.store.postgres import CHANNEL, PostgresStore
+from authsvc.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from authsvc.tokens import TokenRecord, new_token_id
+from tests.pg import PgSchema, TcpProxy, with_address
 
-STORE_KINDS = [pytest.param("sqlite", id="sqlite")]
+pytest_plugins = ("tests.pg",)
+
+STORE_KINDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql"),
+]
 PROJECT_ROOT = Path(authsvc.__file__).resolve().parents[1]
 
 
-def make_store(kind: str, tmp_path: Path) -> TokenStore:
-    """A new, unopened store of ``kind``; every call for one tmp_path shares the same data."""
+class LoggedStore(TokenStore, Protocol):
+    """A TokenStore with the change log both backends keep."""
+
+    async def latest_change(self) -> int:
+        """The change log's high-water mark."""
+
+    async def changes_since(self, seq: int) -> tuple[int, list[bytes]]:
+        """(high-water mark, digests changed after ``seq``)."""
+
+
+def make_store(kind: str, location: str, **options: Any) -> LoggedStore:
+    """A new, unopened store of ``kind`` at ``location`` (a file path or a PostgreSQL URL)."""
     if kind == "sqlite":
-        return open_store(f"sqlite:///{tmp_path / 'data' / 'tokens.sqlite3'}")
+        return SQLiteStore(location, **options)
+    if kind == "postgresql":
+        return PostgresStore(location, **options)
     raise AssertionError(f"unknown store kind {kind}")
 
 
 @pytest.fixture(params=STORE_KINDS)
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], TokenStore]:
-    """A factory of unopened stores sharing one backend."""
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., LoggedStore]:
+    """A factory of unopened stores sharing one backend; keywords go to the constructor."""
     kind: str = request.param
-    return lambda: make_store(kind, tmp_path)
+    if kind == "postgresql":
+        location = cast(PgSchema, request.getfixturevalue("pg_schema")).url
+    else:
+        location = str(tmp_path / "data" / "tokens.sqlite3")
+    return lambda **options: make_store(kind, location, **options)
 
 
 @pytest.fixture
@@ -370,6 +400,124 @@ class TestLifecycle:
             await fresh.insert(record(), digest_for("late"))
 
 
+class TestOpenStore:
+    """open_store picks the backend from the URL scheme."""
+
+    @pytest.mark.parametrize(
+        ("url", "kind"),
+        [
+            pytest.param("sqlite:///var/tokens.db", SQLiteStore, id="sqlite-url"),
+            pytest.param("postgresql://u:pw@db:5432/authsvc", PostgresStore, id="postgresql-url"),
+            pytest.param("postgres://db/authsvc", PostgresStore, id="postgres-alias"),
+        ],
+    )
+    def test_scheme_selects_backend(self, url: str, kind: type[object]) -> None:
+        """Each supported scheme gives an (unopened) store of its backend."""
+        assert isinstance(open_store(url), kind)
+
+    def test_unknown_scheme_is_rejected(self) -> None:
+        """Any other scheme is a ValueError naming the supported ones."""
+        with pytest.raises(ValueError, match="postgresql://"):
+            open_store("mysql://db/authsvc")
+
+
+class TestConcurrency:
+    """Two store objects (as two processes would) writing the same data."""
+
+    async def test_concurrent_inserts_all_succeed(
+        self, new_store: Callable[..., LoggedStore]
+    ) -> None:
+        """2 x 50 simultaneous inserts from two stores all land."""
+        first, second = new_store(), new_store()
+        await asyncio.gather(first.open(), second.open())
+        await asyncio.gather(
+            *(add(first, f"first-{i}") for i in range(50)),
+            *(add(second, f"second-{i}") for i in range(50)),
+        )
+        total, _ = await first.list_tokens(ListQuery())
+        assert total == 100
+        await asyncio.gather(first.close(), second.close())
+
+    async def test_concurrent_rotations_lose_no_update(
+        self, new_store: Callable[..., LoggedStore]
+    ) -> None:
+        """Interleaved rotations from two stores each see a distinct previous digest."""
+        first, second = new_store(), new_store()
+        await asyncio.gather(first.open(), second.open())
+        token = await add(first, "hot")
+        new_digests = [digest_for(f"rotation {i}") for i in range(40)]
+        results = await asyncio.gather(
+            *((first if i % 2 else second).replace_digest(token.id, d)
+              for i, d in enumerate(new_digests))
+        )  # fmt: skip
+        olds = [result[0] for result in results if result is not None]
+        final = await first.digest_of(token.id)
+        assert len(set(olds)) == 40
+        assert {*olds, final} == {digest_for("hot"), *new_digests}
+        await asyncio.gather(first.close(), second.close())
+
+    async def test_concurrent_inserts_of_one_name(
+        self, new_store: Callable[..., LoggedStore]
+    ) -> None:
+        """Of 10 simultaneous inserts of one name from two stores, exactly one wins."""
+        first, second = new_store(), new_store()
+        await asyncio.gather(first.open(), second.open())
+        tries = [record("contested") for _ in range(10)]
+        results = await asyncio.gather(
+            *((first if i % 2 else second).insert(r, digest_for(f"try {i}"))
+              for i, r in enumerate(tries)),
+            return_exceptions=True,
+        )  # fmt: skip
+        assert sum(result is None for result in results) == 1
+        assert all(isinstance(r, NameTaken) for r in results if r is not None)
+        assert names(await first.all_tokens()) == ["contested"]
+        await asyncio.gather(first.close(), second.close())
+
+
+class TestChangeLog:
+    """The change sequence other processes poll to invalidate their caches."""
+
+    async def test_changes_are_logged_with_digests(
+        self, new_store: Callable[..., LoggedStore]
+    ) -> None:
+        """update, rotate and delete each log the digest a cache may hold; insert logs nothing."""
+        writer, poller = new_store(), new_store()
+        await asyncio.gather(writer.open(), poller.open())
+        start = await poller.latest_change()
+        one, two = await add(writer, "one"), await add(writer, "two")
+        assert await poller.changes_since(start) == (start, [])
+        await writer.update_permissions(one.id, frozenset({"New"}))
+        await writer.replace_digest(two.id, digest_for("two rotated"))
+        await writer.delete(two.id)
+        await writer.delete(two.id)  # no such token any more: nothing to log
+        high, digests = await poller.changes_since(start)
+        assert digests == [digest_for("one"), digest_for("two"), digest_for("two rotated")]
+        assert high == await poller.latest_change() == start + 3
+        assert await poller.changes_since(high) == (high, [])
+        await asyncio.gather(writer.close(), poller.close())
+
+    async def test_pruned_changes_force_a_full_drop(
+        self, new_store: Callable[..., LoggedStore]
+    ) -> None:
+        """A poller behind the retention window is told so; an up-to-date one carries on."""
+        now = [1000.0]
+        store = new_store(change_retention=60, clock=lambda: now[0])
+        await store.open()
+        token = await add(store, "churn")
+        await store.update_permissions(token.id, frozenset({"A"}))
+        stale = 0
+        current = await store.latest_change()
+        now[0] += 61
+        await store.update_permissions(token.id, frozenset({"B"}))  # prunes the first entry
+        with pytest.raises(ChangesPruned, match="no longer available"):
+            await store.changes_since(stale)
+        assert await store.changes_since(current) == (current + 1, [digest_for("churn")])
+        with pytest.raises(ChangesPruned):
+            await store.changes_since(current + 5)  # ahead of the log: the data was replaced
+        await store.close()
+
+
+
 # -- SQLite specifics -------------------------------------------------------------------------
 
 
@@ -492,80 +640,6 @@ class TestSQLiteUnavailable:
         assert await sqlite_store.latest_change() == 0
 
 
-class TestSQLiteConcurrency:
-    """Two store objects (as two processes would) writing the same file."""
-
-    async def test_concurrent_inserts_all_succeed(self, tmp_path: Path) -> None:
-        """2 x 50 simultaneous inserts from two stores on one file all land."""
-        path = str(tmp_path / "tokens.sqlite3")
-        first, second = SQLiteStore(path), SQLiteStore(path)
-        await asyncio.gather(first.open(), second.open())
-        await asyncio.gather(
-            *(add(first, f"first-{i}") for i in range(50)),
-            *(add(second, f"second-{i}") for i in range(50)),
-        )
-        total, _ = await first.list_tokens(ListQuery())
-        assert total == 100
-        await asyncio.gather(first.close(), second.close())
-
-    async def test_concurrent_rotations_lose_no_update(self, tmp_path: Path) -> None:
-        """Interleaved rotations from two stores each see a distinct previous digest."""
-        path = str(tmp_path / "tokens.sqlite3")
-        first, second = SQLiteStore(path), SQLiteStore(path)
-        await asyncio.gather(first.open(), second.open())
-        token = await add(first, "hot")
-        new_digests = [digest_for(f"rotation {i}") for i in range(40)]
-        results = await asyncio.gather(
-            *((first if i % 2 else second).replace_digest(token.id, d)
-              for i, d in enumerate(new_digests))
-        )  # fmt: skip
-        olds = [result[0] for result in results if result is not None]
-        final = await first.digest_of(token.id)
-        assert len(set(olds)) == 40
-        assert {*olds, final} == {digest_for("hot"), *new_digests}
-        await asyncio.gather(first.close(), second.close())
-
-
-class TestSQLiteChangeLog:
-    """The change sequence other processes poll to invalidate their caches."""
-
-    async def test_changes_are_logged_with_digests(self, tmp_path: Path) -> None:
-        """update, rotate and delete each log the digest a cache may hold; insert logs nothing."""
-        path = str(tmp_path / "tokens.sqlite3")
-        writer, poller = SQLiteStore(path), SQLiteStore(path)
-        await asyncio.gather(writer.open(), poller.open())
-        start = await poller.latest_change()
-        one, two = await add(writer, "one"), await add(writer, "two")
-        assert await poller.changes_since(start) == (start, [])
-        await writer.update_permissions(one.id, frozenset({"New"}))
-        await writer.replace_digest(two.id, digest_for("two rotated"))
-        await writer.delete(two.id)
-        await writer.delete(two.id)  # no such token any more: nothing to log
-        high, digests = await poller.changes_since(start)
-        assert digests == [digest_for("one"), digest_for("two"), digest_for("two rotated")]
-        assert high == await poller.latest_change() == start + 3
-        assert await poller.changes_since(high) == (high, [])
-        await asyncio.gather(writer.close(), poller.close())
-
-    async def test_pruned_changes_force_a_full_drop(self, tmp_path: Path) -> None:
-        """A poller behind the retention window is told so; an up-to-date one carries on."""
-        now = [1000.0]
-        store = SQLiteStore(str(tmp_path / "t.sqlite3"), change_retention=60, clock=lambda: now[0])
-        await store.open()
-        token = await add(store, "churn")
-        await store.update_permissions(token.id, frozenset({"A"}))
-        stale = 0
-        current = await store.latest_change()
-        now[0] += 61
-        await store.update_permissions(token.id, frozenset({"B"}))  # prunes the first entry
-        with pytest.raises(ChangesPruned, match="no longer available"):
-            await store.changes_since(stale)
-        assert await store.changes_since(current) == (current + 1, [digest_for("churn")])
-        with pytest.raises(ChangesPruned):
-            await store.changes_since(current + 5)  # ahead of the log: the file was replaced
-        await store.close()
-
-
 CHILD = textwrap.dedent(
     """
     import asyncio, os, sys
@@ -627,3 +701,355 @@ class TestSQLiteKill9:
         assert child.returncode == -signal.SIGKILL
         assert set(printed) <= asyncio.run(stored_ids(path))
         assert len(printed) >= 200
+
+
+# -- PostgreSQL specifics ---------------------------------------------------------------------
+
+PASSWORD = "hunter2-Sup3r-secret"
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def told(exc: BaseException) -> str:
+    """Everything a log line with the traceback of ``exc`` would show."""
+    return "".join(traceback.format_exception(exc))
+
+
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    """Wait until ``check()`` holds; fail after a generous bound (a hang, not slowness)."""
+    try:
+        async with asyncio.timeout(10):
+            while not check():  # noqa: ASYNC110 - the conditions belong to other objects
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        pytest.fail(f"gave up waiting for {what}")
+
+
+@pytest.fixture
+async def pg_store(pg_schema: PgSchema) -> AsyncIterator[PostgresStore]:
+    """An opened, empty PostgreSQL store."""
+    opened = PostgresStore(pg_schema.url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def proxy(pg_schema: PgSchema) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy in front of the test server, started."""
+    started = TcpProxy.to(pg_schema.url)
+    await started.start()
+    yield started
+    await started.cut()
+
+
+class TestPostgresSchema:
+    """Versioned migrations: recorded, refused when too new, safe when run at once."""
+
+    async def test_version_is_recorded(self, pg_store: PostgresStore, pg_schema: PgSchema) -> None:
+        """After open, the schema table holds exactly the current version."""
+        versions = await pg_schema.admin.fetchval("SELECT array_agg(version) FROM authsvc_schema")
+        assert versions == [migrations.SCHEMA_VERSION]
+
+    async def test_newer_schema_is_refused_clearly(self, pg_schema: PgSchema) -> None:
+        """A database from a newer authsvc is refused with an upgrade hint, not touched."""
+        future = migrations.SCHEMA_VERSION + 1
+        await pg_schema.admin.execute("CREATE TABLE authsvc_schema (version integer NOT NULL)")
+        await pg_schema.admin.execute("INSERT INTO authsvc_schema VALUES ($1)", future)
+        store = PostgresStore(pg_schema.url)
+        with pytest.raises(StoreError, match="newer than this authsvc supports") as caught:
+            await store.open()
+        assert not isinstance(caught.value, StoreUnavailable)
+        assert f"database schema version {future} " in str(caught.value)
+        assert f"({migrations.SCHEMA_VERSION}); upgrade authsvc" in str(caught.value)
+        assert await pg_schema.admin.fetchval("SELECT to_regclass('tokens')") is None
+        with pytest.raises(StoreUnavailable, match="not open"):
+            await store.get("tok_0000000000000000")
+
+    async def test_concurrent_migrations(self, pg_schema: PgSchema) -> None:
+        """Three stores opening an empty database at once all start; the schema is made once."""
+        stores = [PostgresStore(pg_schema.url) for _ in range(3)]
+        await asyncio.gather(*(s.open() for s in stores))
+        await asyncio.gather(*(add(s, f"from-{i}") for i, s in enumerate(stores)))
+        assert names(await stores[0].all_tokens()) == ["from-0", "from-1", "from-2"]
+        count = await pg_schema.admin.fetchval("SELECT count(*) FROM authsvc_schema")
+        assert count == 1
+        await asyncio.gather(*(s.close() for s in stores))
+
+    async def test_failed_migration_leaves_nothing(self, pg_schema: PgSchema) -> None:
+        """A migration that fails halfway is rolled back whole: no tables, no version."""
+        await pg_schema.admin.execute("CREATE TABLE changes (unrelated text)")  # step 1 clashes
+        with pytest.raises(StoreUnavailable, match="changes"):
+            await PostgresStore(pg_schema.url).open()
+        assert await pg_schema.admin.fetchval("SELECT to_regclass('tokens')") is None
+        assert await pg_schema.admin.fetchval("SELECT to_regclass('authsvc_schema')") is None
+
+
+class TestPostgresListing:
+    """Listing quirks of PostgreSQL text."""
+
+    @pytest.mark.parametrize(
+        "needle",
+        [
+            pytest.param("\x00", id="nul"),
+            pytest.param("a\x00", id="nul-after-text"),
+            pytest.param("\ud800", id="lone-surrogate"),
+        ],
+    )
+    async def test_unstorable_filter_matches_nothing(
+        self, pg_store: PostgresStore, needle: str
+    ) -> None:
+        """A filter PostgreSQL text cannot hold matches no name, instead of failing."""
+        await add(pg_store, "abc")
+        assert await pg_store.list_tokens(ListQuery(name_contains=needle)) == (0, [])
+
+
+class TestPostgresUnavailable:
+    """Outages answer StoreUnavailable, write nothing half-way, and heal without a reopen."""
+
+    @pytest.mark.parametrize(
+        ("template", "password"),
+        [
+            pytest.param("postgresql://authsvc:{pw}@{addr}/tokens", PASSWORD, id="in-userinfo"),
+            pytest.param("postgres://authsvc:{pw}@{addr}/tokens", "p%40ss%2Fw0rd!", id="encoded"),
+            pytest.param(
+                "postgresql://authsvc@{addr}/tokens?sslmode=disable&password={pw}",
+                PASSWORD,
+                id="in-query",
+            ),
+        ],
+    )
+    async def test_unreachable_server(self, template: str, password: str) -> None:
+        """Nothing listening: open is StoreUnavailable naming the server, never the password."""
+        address = f"127.0.0.1:{closed_port()}"
+        store = PostgresStore(template.format(pw=password, addr=address))
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.open()
+        assert f"://{address}/tokens:" in str(caught.value)
+        assert store.name.endswith(f"://{address}/tokens")
+        for secret in {password, unquote(password)}:
+            assert secret not in told(caught.value)
+            assert secret not in store.name
+        assert "authsvc@" not in str(caught.value)
+        with pytest.raises(StoreUnavailable, match="not open"):
+            await store.ping()
+
+    async def test_silent_server_times_out(self, proxy: TcpProxy, pg_schema: PgSchema) -> None:
+        """A server that accepts but never answers: open gives up with StoreUnavailable."""
+        proxy.freeze()
+        url = with_address(pg_schema.url, "127.0.0.1", proxy.port)
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            await PostgresStore(url, connect_timeout=0.3).open()
+
+    async def test_silent_network_mid_run(self, pg_schema: PgSchema, proxy: TcpProxy) -> None:
+        """Queries into a network that went silent time out as StoreUnavailable; then recover."""
+        url = with_address(pg_schema.url, "127.0.0.1", proxy.port)
+        store = PostgresStore(url, connect_timeout=0.3, command_timeout=0.3)
+        await store.open()
+        token = await add(store, "patient")
+        proxy.freeze()
+        with pytest.raises(StoreUnavailable, match="timed out"):
+            await store.get(token.id)
+        with pytest.raises(StoreUnavailable):
+            await store.delete(token.id)
+        proxy.thaw()
+        with contextlib.suppress(StoreUnavailable):  # a connection may still hold stale replies
+            await store.get(token.id)
+        assert await store.get(token.id) == token
+        await store.close()
+
+    async def test_killed_connections_recover(
+        self, pg_store: PostgresStore, pg_schema: PgSchema
+    ) -> None:
+        """After the server kills every connection, one call may fail; the next one works."""
+        token = await add(pg_store, "survivor")
+        assert await pg_schema.terminate_backends() >= 1
+        with contextlib.suppress(StoreUnavailable):
+            assert await pg_store.get(token.id) == token
+        assert await pg_store.get(token.id) == token
+        await add(pg_store, "after")
+        assert names(await pg_store.all_tokens()) == ["after", "survivor"]
+
+    async def test_outage_then_recovery(self, pg_schema: PgSchema, proxy: TcpProxy) -> None:
+        """Server gone: reads and writes fail unavailable, nothing lands; back: same store works."""
+        url = with_address(pg_schema.url, "127.0.0.1", proxy.port, password=PASSWORD)
+        store = PostgresStore(url, connect_timeout=1, command_timeout=2)
+        await store.open()
+        token = await add(store, "steady")
+        await proxy.cut()
+        lost = record("lost")
+        failures: list[StoreUnavailable] = []
+        for call in (
+            lambda: store.get(token.id),
+            lambda: store.insert(lost, digest_for("lost")),
+            lambda: store.delete(token.id),
+            lambda: store.update_permissions(token.id, frozenset({"Other"})),
+            store.ping,
+        ):
+            with pytest.raises(StoreUnavailable) as caught:
+                await call()
+            failures.append(caught.value)
+        assert all(f"127.0.0.1:{proxy.port}" in str(f) for f in failures)
+        assert not any(PASSWORD in told(f) for f in failures)
+        await proxy.start()
+        assert await store.get(token.id) == token
+        assert await store.get(lost.id) is None
+        assert await store.latest_change() == 0
+        await add(store, "after outage")
+        await store.close()
+
+    @pytest.mark.parametrize(
+        "failure",
+        [
+            pytest.param("RAISE EXCEPTION 'refused by trigger'", id="server-error"),
+            pytest.param("PERFORM pg_terminate_backend(pg_backend_pid())", id="connection-lost"),
+        ],
+    )
+    async def test_failed_write_is_rolled_back(
+        self, pg_store: PostgresStore, pg_schema: PgSchema, failure: str
+    ) -> None:
+        """When the last step of a change fails, none of the change is kept."""
+        token = await add(pg_store, "atomic")
+        await pg_schema.admin.execute(
+            "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS"
+            f" $$ BEGIN {failure}; RETURN NEW; END $$;"
+            " CREATE TRIGGER fail BEFORE INSERT ON changes"
+            " FOR EACH ROW EXECUTE FUNCTION fail()"
+        )
+        with pytest.raises(StoreUnavailable):
+            await pg_store.update_permissions(token.id, frozenset({"Everything"}))
+        with pytest.raises(StoreUnavailable):
+            await pg_store.delete(token.id)
+        await pg_schema.admin.execute("DROP TRIGGER fail ON changes")
+        assert await pg_store.get(token.id) == token
+        assert await pg_store.latest_change() == 0
+
+    async def test_name_clash_inside_server_is_name_taken(
+        self, pg_store: PostgresStore, pg_schema: PgSchema
+    ) -> None:
+        """A name taken by a row the store never saw is still NameTaken (the index decides)."""
+        await pg_schema.admin.execute(
+            "INSERT INTO tokens (id, name, name_fold, digest, permissions, created_at,"
+            " created_by) VALUES ('tok_1111111111111111', 'raced', 'raced', '\\x00', '{}', 1,"
+            " 'cli')"
+        )
+        with pytest.raises(NameTaken, match="raced"):
+            await add(pg_store, "raced")
+
+
+class Heard:
+    """What a listen() callback received."""
+
+    def __init__(self) -> None:
+        self.calls: list[bytes | None] = []
+
+    def __call__(self, digest: bytes | None) -> None:
+        self.calls.append(digest)
+
+
+class TestPostgresListen:
+    """Changes are pushed to listeners as they commit; lost connections come back."""
+
+    async def test_changes_from_another_instance_are_pushed(
+        self, pg_store: PostgresStore, pg_schema: PgSchema
+    ) -> None:
+        """update, rotate and delete through a second store each reach the listener."""
+        heard = Heard()
+        await pg_store.listen(heard)
+        assert pg_store.listening
+        other = PostgresStore(pg_schema.url)
+        await other.open()
+        token = await add(other, "watched")
+        await other.record_usage([Usage(token.id, 5.0, "::1")])  # neither of these notifies
+        await other.update_permissions(token.id, frozenset({"More"}))
+        await other.replace_digest(token.id, digest_for("rotated"))
+        await other.delete(token.id)
+        expected = [digest_for("watched"), digest_for("watched"), digest_for("rotated")]
+        await eventually(lambda: len(heard.calls) >= 3, "three notifications")
+        assert heard.calls == expected
+        await other.close()
+
+    async def test_reconnect_after_kill_means_drop_everything(
+        self, pg_store: PostgresStore, pg_schema: PgSchema
+    ) -> None:
+        """A killed listener connection comes back, says None (drop all), then pushes again."""
+        heard = Heard()
+        await pg_store.listen(heard)
+        token = await add(pg_store, "after kill")
+        await pg_schema.terminate_backends()
+        await eventually(lambda: None in heard.calls, "the reconnect signal")
+        assert heard.calls == [None]
+        await eventually(lambda: pg_store.listening, "listening again")
+        await pg_store.delete(token.id)
+        await eventually(lambda: len(heard.calls) == 2, "a notification after the reconnect")
+        assert heard.calls == [None, digest_for("after kill")]
+
+    async def test_listener_waits_out_an_outage(
+        self, pg_schema: PgSchema, proxy: TcpProxy
+    ) -> None:
+        """With the server away the listener retries; once back, it says None and listens."""
+        url = with_address(pg_schema.url, "127.0.0.1", proxy.port)
+        store = PostgresStore(url, connect_timeout=1)
+        await store.open()
+        heard = Heard()
+        await store.listen(heard)
+        await proxy.cut()
+        await eventually(lambda: not store.listening, "the loss to be noticed")
+        await asyncio.sleep(0.3)  # a few failed reconnects
+        assert heard.calls == []
+        await proxy.start()
+        await eventually(lambda: heard.calls == [None], "the reconnect signal")
+        assert store.listening
+        await store.close()
+        assert not store.listening
+
+    async def test_silent_network_is_noticed(self, pg_schema: PgSchema, proxy: TcpProxy) -> None:
+        """A listener whose network went silent notices (keepalive), reconnects, says None."""
+        url = with_address(pg_schema.url, "127.0.0.1", proxy.port)
+        store = PostgresStore(url, connect_timeout=0.3, command_timeout=0.3, keepalive=0.1)
+        await store.open()
+        heard = Heard()
+        await store.listen(heard)
+        proxy.freeze()
+        await eventually(lambda: not store.listening, "the silence to be noticed")
+        proxy.thaw()
+        await eventually(lambda: heard.calls == [None], "the reconnect signal")
+        assert store.listening
+        await store.close()
+
+    async def test_bad_payload_and_failing_callback(
+        self, pg_store: PostgresStore, pg_schema: PgSchema
+    ) -> None:
+        """An unreadable payload means None; a callback that raises does not stop listening."""
+        heard = Heard()
+
+        def fragile(digest: bytes | None) -> None:
+            heard(digest)
+            if len(heard.calls) == 1:
+                raise RuntimeError("callback bug")
+
+        await pg_store.listen(fragile)
+        await pg_schema.admin.execute(f"NOTIFY {CHANNEL}, 'not hex'")
+        await pg_schema.admin.execute(f"NOTIFY {CHANNEL}, '{'ab' * 32}'")
+        await eventually(lambda: len(heard.calls) == 2, "both notifications")
+        assert heard.calls == [None, bytes.fromhex("ab" * 32)]
+        assert pg_store.listening
+
+    async def test_listen_needs_an_open_store(self, pg_schema: PgSchema) -> None:
+        """listen on a store that is not open is StoreUnavailable; twice is an error."""
+        store = PostgresStore(pg_schema.url)
+        with pytest.raises(StoreUnavailable, match="not open"):
+            await store.listen(Heard())
+        await store.open()
+        await store.listen(Heard())
+        with pytest.raises(RuntimeError, match="already listening"):
+            await store.listen(Heard())
+        await store.close()
+        assert not store.listening
+

@@ -1,9 +1,13 @@
 """The token store protocol and ``open_store(url)``.
 
-Every backend (SQLite now, PostgreSQL later) implements :class:`TokenStore`; nothing
-above this package knows which one it talks to. All methods raise
-:class:`StoreUnavailable` when the backend cannot be reached or answers with an
-operational error, so callers can fail closed in one place.
+Every backend (SQLite, PostgreSQL) implements :class:`TokenStore`; nothing above this
+package knows which one it talks to. All methods raise :class:`StoreUnavailable` when the
+backend cannot be reached or answers with an operational error, so callers can fail closed
+in one place.
+
+Both backends also keep a change log for cache invalidation across processes
+(``latest_change()`` / ``changes_since(seq)``, raising :class:`ChangesPruned`), and the
+PostgreSQL store can push changes as they commit (``PostgresStore.listen``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ class StoreUnavailable(StoreError):
 
 class NameTaken(StoreError):
     """Another existing token already has this name."""
+
+
+class ChangesPruned(StoreError):
+    """Changes after the requested sequence number are gone: drop the whole cache."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +63,12 @@ class TokenStore(Protocol):
     """Persistence of token records keyed by id and by the HMAC digest of their secret."""
 
     async def open(self) -> None:
-        """Connect and create or migrate the schema."""
+        """Connect and create or migrate the schema.
+
+        A store whose schema is newer than this code raises :class:`StoreError` (not
+        :class:`StoreUnavailable`): "database schema version N is newer than this authsvc
+        supports (M); upgrade authsvc".
+        """
 
     async def close(self) -> None:
         """Finish pending work and release connections."""
@@ -99,12 +112,19 @@ class TokenStore(Protocol):
 
 
 def open_store(url: str) -> TokenStore:
-    """A (not yet opened) store for ``url``: ``sqlite:///path`` or, later, ``postgresql://``."""
+    """A (not yet opened) store for ``url``: ``sqlite:///path`` or ``postgresql://…``."""
     if url.startswith("sqlite:///"):
         # Backends are imported on demand: each may pull in its own driver.
         from authsvc.store.sqlite import SQLiteStore  # noqa: PLC0415
 
         # sqlite:///relative/path or sqlite:////absolute/path (the loader makes it absolute)
         return SQLiteStore(url.removeprefix("sqlite:///"))
+    if url.startswith(("postgresql://", "postgres://")):
+        from authsvc.store.postgres import PostgresStore  # noqa: PLC0415 - driver on demand
+
+        return PostgresStore(url)
     scheme = url.split(":", 1)[0]
-    raise ValueError(f"unsupported store URL scheme {scheme!r}: use sqlite:///path")
+    raise ValueError(
+        f"unsupported store URL scheme {scheme!r}: use sqlite:///path"
+        " or postgresql://user:password@host:5432/db"
+    )

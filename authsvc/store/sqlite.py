@@ -32,7 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from authsvc.store import ListQuery, NameTaken, StoreError, StoreUnavailable, Usage
+from authsvc.store import (
+    ChangesPruned,
+    ListQuery,
+    NameTaken,
+    StoreError,
+    StoreUnavailable,
+    Usage,
+)
 from authsvc.tokens import TokenRecord
 
 _T = TypeVar("_T")
@@ -86,10 +93,6 @@ def _order_by(sort: str, order: str) -> str:
 
 
 _LATEST_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
-
-
-class ChangesPruned(StoreError):
-    """Changes after the requested sequence number are gone: drop the whole cache."""
 
 
 def _fold(value: str | None) -> str | None:

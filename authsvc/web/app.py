@@ -1,4 +1,4 @@
-"""Application factories. Both take an already opened :class:`Runtime`."""
+"""The admin listener's application (the auth listener is a bare server: web/auth.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from authsvc.web.errors import error_middleware
 from authsvc.web.health import add_health_routes
 from authsvc.web.keys import RUNTIME
 from authsvc.web.openapi import DOCUMENT
+from authsvc.web.page import add_page_routes
 
 __all__ = ["create_admin_app"]
 
@@ -19,10 +20,11 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def create_admin_app(runtime: Runtime) -> web.Application:
-    """The admin listener: admin API, OpenAPI document, health and metrics."""
+    """The admin listener: the token page, admin API, OpenAPI document, health, metrics."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[RUNTIME] = runtime
     add_health_routes(app.router)
     add_admin_routes(app.router)
     app.router.add_get("/admin/v1/openapi.json", openapi, allow_head=False)
+    add_page_routes(app.router)
     return app

@@ -1,0 +1,981 @@
+// The token page of authsvc: a thin client of the admin API (/admin/v1/).
+//
+// Rules this file keeps:
+// - every string that comes from the server or the operator is put in the page with
+//   textContent or a form control's value, never as markup;
+// - the admin token lives in this tab's sessionStorage and the Authorization header only:
+//   never in the URL, a cookie or localStorage;
+// - no inline script or style: the Content-Security-Policy forbids both.
+
+const STORAGE_KEY = "authsvc.adminToken";
+const API = "/admin/v1";
+const UNIT_SECONDS = { m: 60, h: 3600, d: 86400 };
+const UNIT_WORDS = { m: ["minute", "minutes"], h: ["hour", "hours"], d: ["day", "days"] };
+const STATUSES = new Set(["active", "expired", "blocked"]);
+const DEFAULT_EXPIRY_SECONDS = 30 * 86400;
+const FILTER_DELAY_MS = 250;
+
+const DATE_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "always" });
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  token: null,
+  policy: null,
+  permissions: [],
+  ipFilters: [],
+  list: { name: "", sort: "name", order: "asc", limit: 20, offset: 0, total: 0 },
+  listSeq: 0,
+  details: null,
+};
+
+// ---------------------------------------------------------------------------------------
+// The admin API
+
+class ApiFailure extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json", Authorization: `Bearer ${state.token}` };
+  const init = { method, headers, cache: "no-store", credentials: "omit", redirect: "error" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(API + path, init);
+  } catch {
+    throw new ApiFailure(0, "network_error", "The server could not be reached.");
+  }
+  if (response.status === 204) {
+    return null;
+  }
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = data && typeof data === "object" && data.error ? data.error : {};
+    throw new ApiFailure(
+      response.status,
+      typeof error.code === "string" ? error.code : `http_${response.status}`,
+      typeof error.message === "string" ? error.message : `The server answered ${response.status}.`,
+    );
+  }
+  return data;
+}
+
+/** A sentence an operator can act on, for failures that are not about one field. */
+function describeFailure(failure) {
+  if (!(failure instanceof ApiFailure)) {
+    return `Something went wrong in the page: ${failure}`;
+  }
+  switch (failure.status) {
+    case 0:
+      return "The server could not be reached. Check that authsvc is running, then try again.";
+    case 401:
+      return `This admin token was refused (401): ${failure.message}`;
+    case 403:
+      return `Not allowed (403): ${failure.message}`;
+    case 503:
+      return "The token store is unavailable (503): nothing can be read or changed right now. "
+        + "Try again in a moment.";
+    default:
+      return `${failure.message} (${failure.status})`;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) {
+    node.className = className;
+  }
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+function showMessage(node, message) {
+  node.textContent = message || "";
+  node.hidden = !message;
+}
+
+function setFieldError(errorNode, controls, message) {
+  showMessage(errorNode, message);
+  for (const control of controls) {
+    if (message) {
+      control.setAttribute("aria-invalid", "true");
+    } else {
+      control.removeAttribute("aria-invalid");
+    }
+  }
+}
+
+function plural(count, unit) {
+  const [one, many] = UNIT_WORDS[unit];
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+/** "90d" for 7776000 seconds, in the largest unit that divides it. */
+function durationText(seconds) {
+  for (const unit of ["d", "h", "m"]) {
+    if (seconds % UNIT_SECONDS[unit] === 0) {
+      return plural(seconds / UNIT_SECONDS[unit], unit);
+    }
+  }
+  return `${seconds} seconds`;
+}
+
+function formatDate(ms) {
+  return DATE_FORMAT.format(new Date(ms));
+}
+
+/** "in 29 days", "3 hours ago": whole units, rounded towards zero (never overstated). */
+function relativeTime(ms) {
+  const diff = ms - Date.now();
+  const abs = Math.abs(diff);
+  const sizes = [
+    ["year", 365 * 86400e3, 730 * 86400e3],
+    ["day", 86400e3, 2 * 86400e3],
+    ["hour", 3600e3, 2 * 3600e3],
+    ["minute", 60e3, 60e3],
+  ];
+  for (const [unit, size, from] of sizes) {
+    if (abs >= from) {
+      return RELATIVE.format(Math.sign(diff) * Math.floor(abs / size), unit);
+    }
+  }
+  return diff > 0 ? "in less than a minute" : "less than a minute ago";
+}
+
+function timeElement(ms, text) {
+  const node = element("time", "", text);
+  node.dateTime = new Date(ms).toISOString();
+  node.title = formatDate(ms);
+  return node;
+}
+
+function closeDialog(dialog) {
+  if (dialog.open) {
+    dialog.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Signing in and out
+
+async function loadConfiguration() {
+  const [policy, permissions, ipFilters] = await Promise.all([
+    api("GET", "/policy"),
+    api("GET", "/permissions"),
+    api("GET", "/ip-filters"),
+  ]);
+  state.policy = policy;
+  state.permissions = permissions;
+  state.ipFilters = ipFilters;
+  renderPolicySummary();
+}
+
+async function signIn(token) {
+  const field = $("admin-token");
+  const error = $("admin-token-error");
+  state.token = token;
+  try {
+    await loadConfiguration();
+  } catch (failure) {
+    state.token = null;
+    sessionStorage.removeItem(STORAGE_KEY);
+    setFieldError(error, [field], describeFailure(failure));
+    field.focus();
+    return;
+  }
+  sessionStorage.setItem(STORAGE_KEY, token);
+  field.value = "";
+  setFieldError(error, [field], "");
+  $("sign-in").hidden = true;
+  $("tokens").hidden = false;
+  $("sign-out").hidden = false;
+  await loadTokens();
+}
+
+function signOut(reason) {
+  for (const dialog of document.querySelectorAll("dialog")) {
+    closeDialog(dialog);
+  }
+  sessionStorage.removeItem(STORAGE_KEY);
+  state.token = null;
+  state.policy = null;
+  state.details = null;
+  $("token-rows").replaceChildren();
+  $("tokens").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  showMessage($("banner"), "");
+  $("notice").textContent = reason ? "" : "Signed out.";
+  const field = $("admin-token");
+  setFieldError($("admin-token-error"), [field], reason || "");
+  field.focus();
+}
+
+/** Failures outside a dialog: a refused token signs out, anything else is a banner. */
+function reportFailure(failure) {
+  if (failure instanceof ApiFailure && failure.status === 401) {
+    signOut(`${describeFailure(failure)} Sign in again.`);
+    return;
+  }
+  showMessage($("banner"), describeFailure(failure));
+}
+
+// ---------------------------------------------------------------------------------------
+// The token list
+
+function renderPolicySummary() {
+  const policy = state.policy;
+  const parts = [];
+  parts.push(policy.max_lifetime
+    ? `expiry required, at most ${policy.max_lifetime} (${durationText(policy.max_lifetime_seconds)})`
+    : "expiry optional");
+  parts.push(policy.enforce_ip_filter
+    ? `IP filter “${policy.enforce_ip_filter}” enforced on every token`
+    : "IP filter chosen per token");
+  parts.push(policy.allow_permission_updates
+    ? "permissions can be changed after creation"
+    : "permissions cannot be changed after creation");
+  $("policy-summary").textContent = `Security policy: ${parts.join(" · ")}.`;
+}
+
+async function loadTokens() {
+  const list = state.list;
+  const query = new URLSearchParams({
+    sort: list.sort, order: list.order, limit: String(list.limit), offset: String(list.offset),
+  });
+  if (list.name) {
+    query.set("name", list.name);
+  }
+  const seq = ++state.listSeq;
+  let page;
+  try {
+    page = await api("GET", `/tokens?${query}`);
+  } catch (failure) {
+    if (seq === state.listSeq) {
+      // Show nothing rather than a list that may no longer be true.
+      $("token-rows").replaceChildren();
+      $("table-wrap").hidden = true;
+      showMessage($("empty"), "");
+      $("page-info").textContent = "";
+      reportFailure(failure);
+    }
+    return;
+  }
+  if (seq !== state.listSeq || state.token === null) {
+    return; // a newer request (or a sign-out) overtook this one
+  }
+  if (page.tokens.length === 0 && page.total > 0 && list.offset > 0) {
+    // The last page emptied (a delete, or a narrower filter): show the one before.
+    list.offset = Math.max(0, Math.floor((page.total - 1) / list.limit) * list.limit);
+    await loadTokens();
+    return;
+  }
+  showMessage($("banner"), "");
+  list.total = page.total;
+  renderTokens(page.tokens);
+}
+
+function effectiveExpiry(token) {
+  let at = token.expires_at ? Date.parse(token.expires_at) : null;
+  let byPolicy = false;
+  const max = state.policy && state.policy.max_lifetime_seconds;
+  if (max) {
+    const cap = Date.parse(token.created_at) + max * 1000;
+    if (at === null || cap < at) {
+      at = cap;
+      byPolicy = true;
+    }
+  }
+  return { at, byPolicy };
+}
+
+function expiryCell(token) {
+  const cell = element("td");
+  const { at, byPolicy } = effectiveExpiry(token);
+  if (at === null) {
+    cell.append(element("span", "muted", "Never"));
+    return cell;
+  }
+  cell.append(timeElement(at, formatDate(at)), element("span", "sub", timeLeft(at)));
+  if (byPolicy) {
+    cell.append(element("span", "sub", "policy maximum lifetime"));
+  }
+  return cell;
+}
+
+/** "in 3 days" while it lasts, "expired 2 hours ago" after. */
+function timeLeft(at) {
+  return at > Date.now() ? relativeTime(at) : `expired ${relativeTime(at)}`;
+}
+
+function ipFilterText(token) {
+  const enforced = state.policy && state.policy.enforce_ip_filter;
+  if (enforced) {
+    return { name: enforced, note: "enforced by policy" };
+  }
+  return { name: token.ip_filter, note: "" };
+}
+
+function statusBadge(status) {
+  const known = STATUSES.has(status) ? status : "unknown";
+  return element("span", `badge status-${known}`, String(status));
+}
+
+function permissionChips(names) {
+  const catalog = new Set(state.permissions.map((p) => p.name));
+  const wrap = element("span", "chips");
+  for (const name of names) {
+    const chip = element("span", catalog.has(name) ? "chip" : "chip chip-missing", name);
+    if (!catalog.has(name)) {
+      chip.title = "No longer in the permission catalog: grants nothing";
+    }
+    wrap.append(chip);
+  }
+  return wrap;
+}
+
+function renderTokens(tokens) {
+  const rows = tokens.map((token) => {
+    const row = element("tr");
+    const nameCell = element("td", "name-cell");
+    const open = element("button", "link", token.name);
+    open.type = "button";
+    open.dataset.tokenId = token.id;
+    open.addEventListener("click", () => openDetails(token.id));
+    nameCell.append(open);
+
+    const permissionsCell = element("td");
+    permissionsCell.append(permissionChips(token.permissions));
+
+    const filterCell = element("td");
+    const filter = ipFilterText(token);
+    if (filter.name) {
+      filterCell.append(element("span", "", filter.name));
+      if (filter.note) {
+        filterCell.append(element("span", "sub", filter.note));
+      }
+    } else {
+      filterCell.append(element("span", "muted", "None"));
+    }
+
+    const statusCell = element("td");
+    statusCell.append(statusBadge(token.status));
+
+    const usedCell = element("td");
+    if (token.last_used_at) {
+      const used = Date.parse(token.last_used_at);
+      usedCell.append(timeElement(used, relativeTime(used)));
+      if (token.last_used_ip) {
+        usedCell.append(element("span", "sub", `from ${token.last_used_ip}`));
+      }
+    } else {
+      usedCell.append(element("span", "muted", "Never"));
+    }
+
+    const cells = [nameCell, permissionsCell, filterCell, expiryCell(token), statusCell, usedCell];
+    const labels = ["Name", "Permissions", "IP filter", "Expires", "Status", "Last used"];
+    cells.forEach((cell, index) => {
+      cell.dataset.label = labels[index]; // shown by the phone layout's stacked cards
+    });
+    row.append(...cells);
+    return row;
+  });
+  $("token-rows").replaceChildren(...rows);
+  renderPager(tokens.length);
+}
+
+function renderPager(shown) {
+  const list = state.list;
+  const empty = $("empty");
+  $("table-wrap").hidden = shown === 0;
+  if (list.total === 0) {
+    showMessage(empty, list.name
+      ? `No token name contains “${list.name}”.`
+      : "No tokens yet. Use “Add new” to create one.");
+    $("page-info").textContent = "";
+  } else {
+    showMessage(empty, "");
+    const first = list.offset + 1;
+    const last = list.offset + shown;
+    $("page-info").textContent = `${first}–${last} of ${list.total} token${list.total === 1 ? "" : "s"}`;
+  }
+  $("prev-page").disabled = list.offset === 0;
+  $("next-page").disabled = list.offset + list.limit >= list.total;
+}
+
+// ---------------------------------------------------------------------------------------
+// The create dialog
+
+const CREATE_FIELDS = {
+  name: ["invalid_name", "name_taken"],
+  permissions: ["invalid_permissions", "unknown_permission"],
+  ip_filter: ["ip_filter_enforced", "unknown_ip_filter"],
+  expires_in: ["invalid_expiry", "expiry_required", "expiry_too_long"],
+};
+
+/** The body field an API error is about, or null when it is about the whole request. */
+function fieldOf(failure) {
+  for (const [field, codes] of Object.entries(CREATE_FIELDS)) {
+    if (codes.includes(failure.code)) {
+      return field;
+    }
+  }
+  if (failure.code === "invalid_field" || failure.code === "unknown_field") {
+    const match = /'(name|permissions|expires_in|ip_filter)'/.exec(failure.message);
+    return match ? match[1] : null;
+  }
+  return null;
+}
+
+function createFieldParts(field) {
+  switch (field) {
+    case "name":
+      return { error: $("new-name-error"), controls: [$("new-name")] };
+    case "permissions":
+      return {
+        error: $("new-permissions-error"),
+        controls: [...$("new-permissions").querySelectorAll("input")],
+      };
+    case "ip_filter":
+      return { error: $("new-ip-filter-error"), controls: [$("new-ip-filter")] };
+    default:
+      return { error: $("new-expiry-error"), controls: [$("new-expiry-amount")] };
+  }
+}
+
+function clearCreateErrors() {
+  for (const field of Object.keys(CREATE_FIELDS)) {
+    const parts = createFieldParts(field);
+    setFieldError(parts.error, parts.controls, "");
+  }
+  showMessage($("create-error"), "");
+}
+
+function permissionChoice(permission, idPrefix, index, checked, disabled) {
+  const item = element("div", "check-item");
+  const label = element("label", "check");
+  const box = element("input");
+  box.type = "checkbox";
+  box.id = `${idPrefix}-${index}`;
+  box.value = permission.name;
+  box.checked = checked;
+  box.disabled = disabled;
+  const text = element("span", "check-text");
+  text.append(element("span", "perm-name", permission.name));
+  if (permission.description) {
+    text.append(element("span", "perm-desc", permission.description));
+  }
+  label.append(box, text);
+  item.append(label);
+  if (permission.endpoints && permission.endpoints.length > 0) {
+    item.append(element("span", "perm-endpoints", permission.endpoints.join(" · ")));
+  }
+  return item;
+}
+
+function filterRules(name) {
+  const filter = state.ipFilters.find((f) => f.name === name);
+  return filter ? `Rules: ${filter.rules.join(" · ")}` : "";
+}
+
+function defaultExpiry(maxSeconds) {
+  const seconds = maxSeconds ? Math.min(maxSeconds, DEFAULT_EXPIRY_SECONDS) : DEFAULT_EXPIRY_SECONDS;
+  for (const unit of ["d", "h", "m"]) {
+    if (seconds >= UNIT_SECONDS[unit]) {
+      return { amount: Math.floor(seconds / UNIT_SECONDS[unit]), unit };
+    }
+  }
+  return { amount: 1, unit: "m" };
+}
+
+function renderCreateForm() {
+  const policy = state.policy;
+  $("new-name").value = "";
+  $("new-permissions").replaceChildren(
+    ...state.permissions.map((p, i) => permissionChoice(p, "new-perm", i, false, false)),
+  );
+
+  const enforced = policy.enforce_ip_filter;
+  $("ip-filter-choice").hidden = Boolean(enforced);
+  $("ip-filter-enforced").hidden = !enforced;
+  const select = $("new-ip-filter");
+  if (enforced) {
+    $("enforced-ip-filter").value = enforced;
+    $("enforced-ip-filter-rules").textContent = filterRules(enforced);
+    select.replaceChildren();
+  } else {
+    const none = element("option", "", "None: any address");
+    none.value = "";
+    const options = state.ipFilters.map((f) => {
+      const option = element("option", "", f.name);
+      option.value = f.name;
+      return option;
+    });
+    select.replaceChildren(none, ...options);
+    select.value = "";
+    $("new-ip-filter-rules").textContent = "";
+  }
+
+  const max = policy.max_lifetime_seconds;
+  const initial = defaultExpiry(max);
+  $("new-expiry-amount").value = String(initial.amount);
+  $("new-expiry-unit").value = initial.unit;
+  $("new-expiry-amount").required = Boolean(max);
+  $("no-expiry-choice").hidden = Boolean(max);
+  $("new-no-expiry").checked = false;
+  updateExpiryHint();
+}
+
+function updateExpiryHint() {
+  const policy = state.policy;
+  const never = !policy.max_lifetime_seconds && $("new-no-expiry").checked;
+  $("new-expiry-amount").disabled = never;
+  $("new-expiry-unit").disabled = never;
+  const parts = [];
+  if (policy.max_lifetime_seconds) {
+    parts.push(`Required by the security policy: at most ${policy.max_lifetime} `
+      + `(${durationText(policy.max_lifetime_seconds)}).`);
+  } else {
+    parts.push("Optional: the security policy sets no maximum lifetime.");
+  }
+  const seconds = expirySeconds();
+  if (never) {
+    parts.push("The token will not expire.");
+  } else if (seconds !== null) {
+    parts.push(`It would expire on ${formatDate(Date.now() + seconds * 1000)}.`);
+  }
+  $("new-expiry-hint").textContent = parts.join(" ");
+}
+
+function expirySeconds() {
+  const text = $("new-expiry-amount").value.trim();
+  if (!/^[1-9][0-9]{0,8}$/.test(text)) {
+    return null;
+  }
+  return Number(text) * UNIT_SECONDS[$("new-expiry-unit").value];
+}
+
+/** The request body, or null after showing what to fix next to each field. */
+function createBody() {
+  const policy = state.policy;
+  const errors = {};
+  const name = $("new-name").value;
+  if (name.trim() === "") {
+    errors.name = "Enter a name for the token.";
+  }
+  const permissions = [...$("new-permissions").querySelectorAll("input:checked")].map((b) => b.value);
+  if (permissions.length === 0) {
+    errors.permissions = "Choose at least one permission.";
+  }
+  let expiresIn = null;
+  const never = !policy.max_lifetime_seconds && $("new-no-expiry").checked;
+  if (!never) {
+    const seconds = expirySeconds();
+    if (seconds === null) {
+      errors.expires_in = policy.max_lifetime_seconds
+        ? "An expiry is required: enter a whole number, 1 or more."
+        : "Enter a whole number, 1 or more, or tick “Never expires”.";
+    } else if (policy.max_lifetime_seconds && seconds > policy.max_lifetime_seconds) {
+      errors.expires_in = `At most ${policy.max_lifetime} `
+        + `(${durationText(policy.max_lifetime_seconds)}), as the security policy requires.`;
+    } else {
+      expiresIn = `${$("new-expiry-amount").value.trim()}${$("new-expiry-unit").value}`;
+    }
+  }
+  const ipFilter = policy.enforce_ip_filter ? null : $("new-ip-filter").value || null;
+  const fields = Object.keys(errors);
+  for (const field of fields) {
+    const parts = createFieldParts(field);
+    setFieldError(parts.error, parts.controls, errors[field]);
+  }
+  if (fields.length > 0) {
+    createFieldParts(fields[0]).controls[0]?.focus();
+    return null;
+  }
+  // The enforced filter is applied by the server; sending null is always accepted.
+  return { name, permissions, expires_in: expiresIn, ip_filter: ipFilter };
+}
+
+async function openCreate() {
+  try {
+    await loadConfiguration();
+  } catch (failure) {
+    reportFailure(failure);
+    return;
+  }
+  clearCreateErrors();
+  renderCreateForm();
+  $("create-dialog").showModal();
+  $("new-name").focus();
+}
+
+async function submitCreate(event) {
+  event.preventDefault();
+  clearCreateErrors();
+  const body = createBody();
+  if (body === null) {
+    return;
+  }
+  const submit = $("create-submit");
+  submit.disabled = true;
+  let created;
+  try {
+    created = await api("POST", "/tokens", body);
+  } catch (failure) {
+    showDialogFailure(failure, $("create-error"), (field, message) => {
+      const parts = createFieldParts(field);
+      setFieldError(parts.error, parts.controls, message);
+      parts.controls[0]?.focus();
+    });
+    return;
+  } finally {
+    submit.disabled = false;
+  }
+  closeDialog($("create-dialog"));
+  showSecret("Token created", created.name, created.token);
+  $("notice").textContent = `Created token “${created.name}”.`;
+  await loadTokens();
+}
+
+/** A failure inside a dialog: by its field when it names one, else at the top of it. */
+function showDialogFailure(failure, formError, showField) {
+  if (failure instanceof ApiFailure && failure.status === 401) {
+    signOut(`${describeFailure(failure)} Sign in again.`);
+    return;
+  }
+  const field = failure instanceof ApiFailure ? fieldOf(failure) : null;
+  if (field !== null && showField(field, failure.message) !== false) {
+    return;
+  }
+  showMessage(formError, describeFailure(failure));
+}
+
+// ---------------------------------------------------------------------------------------
+// The secret, shown once
+
+function showSecret(title, name, secret) {
+  $("secret-title").textContent = title;
+  $("secret-name").textContent = `“${name}”`;
+  $("secret-value").value = secret;
+  $("copy-status").textContent = "";
+  delete $("copy-secret").dataset.copied;
+  $("secret-dialog").showModal();
+  $("copy-secret").focus();
+}
+
+async function copySecret() {
+  const input = $("secret-value");
+  const button = $("copy-secret");
+  let copied = false;
+  if (navigator.clipboard && window.isSecureContext) {
+    try {
+      await navigator.clipboard.writeText(input.value);
+      copied = true;
+    } catch {
+      copied = false;
+    }
+  }
+  if (!copied) {
+    // Plain http on a non-local address has no Clipboard API: fall back to a selection.
+    input.select();
+    try {
+      copied = document.execCommand("copy");
+    } catch {
+      copied = false;
+    }
+  }
+  button.dataset.copied = copied ? "true" : "false";
+  $("copy-status").textContent = copied
+    ? "Copied to the clipboard."
+    : "Could not copy: select the token and copy it yourself.";
+}
+
+function forgetSecret() {
+  $("secret-value").value = "";
+  $("copy-status").textContent = "";
+}
+
+// ---------------------------------------------------------------------------------------
+// Token details: permissions, reset secret, delete
+
+function fact(list, term, ...values) {
+  list.append(element("dt", "", term));
+  const dd = element("dd");
+  dd.append(...values);
+  list.append(dd);
+}
+
+function renderDetails(token) {
+  const policy = state.policy;
+  $("details-title").textContent = token.name;
+  showMessage($("details-error"), "");
+  const facts = $("details-facts");
+  facts.replaceChildren();
+  fact(facts, "Status", statusBadge(token.status));
+  fact(facts, "Id", element("code", "", token.id));
+  const created = Date.parse(token.created_at);
+  fact(facts, "Created", timeElement(created, `${formatDate(created)} by ${token.created_by}`));
+  const { at, byPolicy } = effectiveExpiry(token);
+  const limit = byPolicy ? ", the policy's maximum lifetime" : "";
+  fact(facts, "Expires", at === null
+    ? element("span", "", "Never")
+    : timeElement(at, `${formatDate(at)} (${timeLeft(at)})${limit}`));
+  const filter = ipFilterText(token);
+  fact(facts, "IP filter", element("span", "", filter.name
+    ? `${filter.name}${filter.note ? ` (${filter.note})` : ""}`
+    : "None: any address"));
+  const used = token.last_used_at ? Date.parse(token.last_used_at) : null;
+  const from = token.last_used_ip ? ` from ${token.last_used_ip}` : "";
+  fact(facts, "Last used", used === null
+    ? element("span", "", "Never")
+    : timeElement(used, `${formatDate(used)}${from}`));
+
+  const editable = policy.allow_permission_updates;
+  const held = new Set(token.permissions);
+  const catalog = state.permissions.map((p) => p.name);
+  const choices = state.permissions.map((p, i) => (
+    permissionChoice(p, "detail-perm", i, held.has(p.name), !editable)));
+  token.permissions.filter((name) => !catalog.includes(name)).forEach((name, i) => {
+    const gone = { name, description: "No longer in the catalog: grants nothing", endpoints: [] };
+    choices.push(permissionChoice(gone, "detail-perm-gone", i, true, !editable));
+  });
+  $("details-permissions").replaceChildren(...choices);
+  $("details-permissions-hint").textContent = editable
+    ? "Changes take effect at once."
+    : "The security policy does not allow changing permissions after creation.";
+  $("save-permissions").hidden = !editable;
+  setFieldError($("details-permissions-error"), [], "");
+}
+
+async function openDetails(tokenId) {
+  let token;
+  try {
+    [token] = await Promise.all([api("GET", `/tokens/${encodeURIComponent(tokenId)}`), loadConfiguration()]);
+  } catch (failure) {
+    reportFailure(failure);
+    if (failure instanceof ApiFailure && failure.status === 404) {
+      await loadTokens();
+    }
+    return;
+  }
+  state.details = token;
+  renderDetails(token);
+  $("details-dialog").showModal();
+  $("details-close").focus();
+}
+
+async function savePermissions(event) {
+  event.preventDefault();
+  const token = state.details;
+  const boxes = [...$("details-permissions").querySelectorAll("input")];
+  const permissions = boxes.filter((b) => b.checked).map((b) => b.value);
+  const error = $("details-permissions-error");
+  if (permissions.length === 0) {
+    setFieldError(error, boxes, "Choose at least one permission.");
+    return;
+  }
+  setFieldError(error, boxes, "");
+  let updated;
+  try {
+    updated = await api("PATCH", `/tokens/${encodeURIComponent(token.id)}`, { permissions });
+  } catch (failure) {
+    showDialogFailure(failure, $("details-error"), (field, message) => {
+      if (field !== "permissions") {
+        return false;
+      }
+      setFieldError(error, boxes, message);
+      return true;
+    });
+    return;
+  }
+  state.details = updated;
+  renderDetails(updated);
+  $("notice").textContent = `Saved the permissions of “${updated.name}”.`;
+  await loadTokens();
+}
+
+function confirmAction(title, message, action) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-message").textContent = message;
+  $("confirm-ok").textContent = action;
+  return new Promise((resolve) => {
+    const finish = (answer) => {
+      $("confirm-ok").removeEventListener("click", onOk);
+      $("confirm-cancel").removeEventListener("click", onCancel);
+      dialog.removeEventListener("close", onClose);
+      closeDialog(dialog);
+      resolve(answer);
+    };
+    const onOk = () => finish(true);
+    const onCancel = () => finish(false);
+    const onClose = () => finish(false);
+    $("confirm-ok").addEventListener("click", onOk);
+    $("confirm-cancel").addEventListener("click", onCancel);
+    dialog.addEventListener("close", onClose);
+    dialog.showModal();
+    $("confirm-cancel").focus(); // the safe choice is the default one
+  });
+}
+
+async function resetSecret() {
+  const token = state.details;
+  const ok = await confirmAction(
+    `Reset the secret of “${token.name}”?`,
+    "The current secret stops working at once; anything using it loses access until it "
+      + "gets the new one. The new secret is shown once.",
+    "Reset secret",
+  );
+  if (!ok) {
+    return;
+  }
+  let rotated;
+  try {
+    rotated = await api("POST", `/tokens/${encodeURIComponent(token.id)}/rotate`);
+  } catch (failure) {
+    showDialogFailure(failure, $("details-error"), () => false);
+    return;
+  }
+  state.details = rotated;
+  renderDetails(rotated);
+  showSecret("New secret", rotated.name, rotated.token);
+  $("notice").textContent = `Reset the secret of “${rotated.name}”.`;
+  await loadTokens();
+}
+
+async function deleteToken() {
+  const token = state.details;
+  const ok = await confirmAction(
+    `Delete “${token.name}”?`,
+    "The token stops working at once. This cannot be undone.",
+    "Delete token",
+  );
+  if (!ok) {
+    return;
+  }
+  try {
+    await api("DELETE", `/tokens/${encodeURIComponent(token.id)}`);
+  } catch (failure) {
+    showDialogFailure(failure, $("details-error"), () => false);
+    return;
+  }
+  state.details = null;
+  closeDialog($("details-dialog"));
+  $("notice").textContent = `Deleted token “${token.name}”.`;
+  await loadTokens();
+}
+
+// ---------------------------------------------------------------------------------------
+// Wiring
+
+function wire() {
+  $("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const field = $("admin-token");
+    const token = field.value.trim();
+    if (!/^[\x21-\x7e]+$/.test(token)) {
+      setFieldError($("admin-token-error"), [field], token
+        ? "That is not a token: paste the whole token string, without spaces."
+        : "Paste an admin token.");
+      field.focus();
+      return;
+    }
+    $("notice").textContent = "";
+    signIn(token);
+  });
+  $("sign-out").addEventListener("click", () => signOut(""));
+
+  let filterTimer = null;
+  const applyFilter = () => {
+    clearTimeout(filterTimer);
+    const name = $("filter-name").value.trim().slice(0, 100);
+    if (name !== state.list.name) {
+      state.list.name = name;
+      state.list.offset = 0;
+      loadTokens();
+    }
+  };
+  $("filter-name").addEventListener("input", () => {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(applyFilter, FILTER_DELAY_MS);
+  });
+  $("filter-name").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      applyFilter();
+    }
+  });
+  $("sort").addEventListener("change", () => {
+    const [sort, order] = $("sort").value.split(":");
+    Object.assign(state.list, { sort, order, offset: 0 });
+    loadTokens();
+  });
+  $("page-size").addEventListener("change", () => {
+    Object.assign(state.list, { limit: Number($("page-size").value), offset: 0 });
+    loadTokens();
+  });
+  $("prev-page").addEventListener("click", () => {
+    state.list.offset = Math.max(0, state.list.offset - state.list.limit);
+    loadTokens();
+  });
+  $("next-page").addEventListener("click", () => {
+    state.list.offset += state.list.limit;
+    loadTokens();
+  });
+  $("refresh").addEventListener("click", async () => {
+    try {
+      await loadConfiguration();
+    } catch (failure) {
+      reportFailure(failure);
+      return;
+    }
+    await loadTokens();
+  });
+
+  $("add-token").addEventListener("click", openCreate);
+  $("create-form").addEventListener("submit", submitCreate);
+  $("create-cancel").addEventListener("click", () => closeDialog($("create-dialog")));
+  $("new-expiry-amount").addEventListener("input", updateExpiryHint);
+  $("new-expiry-unit").addEventListener("change", updateExpiryHint);
+  $("new-no-expiry").addEventListener("change", updateExpiryHint);
+  $("new-ip-filter").addEventListener("change", () => {
+    $("new-ip-filter-rules").textContent = filterRules($("new-ip-filter").value);
+  });
+
+  $("copy-secret").addEventListener("click", copySecret);
+  $("secret-ok").addEventListener("click", () => closeDialog($("secret-dialog")));
+  // Escape must not throw away a secret that is never shown again: OK closes.
+  $("secret-dialog").addEventListener("cancel", (event) => event.preventDefault());
+  $("secret-dialog").addEventListener("close", forgetSecret);
+
+  $("details-form").addEventListener("submit", savePermissions);
+  $("details-close").addEventListener("click", () => closeDialog($("details-dialog")));
+  $("reset-secret").addEventListener("click", resetSecret);
+  $("delete-token").addEventListener("click", deleteToken);
+}
+
+wire();
+const saved = sessionStorage.getItem(STORAGE_KEY);
+if (saved) {
+  signIn(saved);
+} else {
+  $("admin-token").focus();
+}

@@ -1,0 +1,1 @@
+"""Tests of the token page in a real headless browser."""
