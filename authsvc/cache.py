@@ -25,6 +25,9 @@ class RecordCache:
         self._timer = timer
         self._entries: TTLCache[bytes, TokenRecord] = TTLCache(max_entries, ttl, timer)
         self._digest_by_id: dict[str, bytes] = {}
+        #: Bumped by every invalidation: a store read that straddles one must not be
+        #: cached, or it could put back a record that was just revoked.
+        self.generation = 0
 
     @property
     def ttl(self) -> float:
@@ -52,6 +55,7 @@ class RecordCache:
 
     def invalidate(self, digest: bytes | None = None, token_id: str | None = None) -> None:
         """Forget a token by digest and/or id (after delete, rotate or update)."""
+        self.generation += 1
         if token_id is not None:
             known = self._digest_by_id.pop(token_id, None)
             if known is not None:
@@ -62,12 +66,14 @@ class RecordCache:
                 self._digest_by_id.pop(record.id, None)
 
     def clear(self) -> None:
+        self.generation += 1
         self._entries.clear()
         self._digest_by_id.clear()
 
     def resize(self, max_entries: int, ttl: float) -> None:
         """Apply new limits (a configuration reload): start empty, which is always safe."""
         if max_entries != self.max_entries or ttl != self.ttl:
+            self.generation += 1
             self._entries = TTLCache(max_entries, ttl, self._timer)
             self._digest_by_id.clear()
 

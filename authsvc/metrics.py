@@ -44,6 +44,17 @@ class Metrics:
             "Unix time of the last successful configuration load",
             registry=r,
         )
+        self.propagation_delay = Histogram(
+            "authsvc_propagation_delay_seconds",
+            "From a change's commit elsewhere (CLI, another instance) to its invalidation here",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+            registry=r,
+        )
+        self.cache_drops = Counter(
+            "authsvc_cache_drops",
+            "Whole-cache drops (change notifications possibly missed)",
+            registry=r,
+        )
         self.admin_requests = Counter(
             "authsvc_admin_requests", "Admin API responses by status", ["status"], registry=r
         )

@@ -62,6 +62,7 @@ class TokenService:
             return await asyncio.shield(pending)
         future: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
         self._inflight[token_digest] = future
+        generation = self.cache.generation
         try:
             record = await self.store.get_by_digest(token_digest)
         except BaseException as error:
@@ -70,7 +71,7 @@ class TokenService:
             raise
         else:
             future.set_result(record)
-            if record is not None:
+            if record is not None and self.cache.generation == generation:
                 self.cache.put(token_digest, record)
             return record
         finally:

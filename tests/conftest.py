@@ -1,11 +1,18 @@
-"""Suite-wide guard: in CI (AUTHSVC_REQUIRE_E2E=1) a run in which no end-to-end test
-passed is a failed run, however that came about (deselected, not collected, skipped)."""
+"""Suite-wide fixtures and a guard.
+
+Fixture plugins: ``tests.pg`` (PostgreSQL databases and schemas), ``tests.webapp`` (a runtime
+and clients of both listeners), ``tests.stores`` (``store_url``, one per store kind).
+
+The guard: in CI (AUTHSVC_REQUIRE_E2E=1) a run in which no end-to-end test passed is a
+failed run, however that came about (deselected, not collected, skipped)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+
+pytest_plugins = ("tests.pg", "tests.webapp", "tests.stores")
 
 _passed_e2e = 0
 

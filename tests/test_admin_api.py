@@ -34,8 +34,6 @@ from tests.webapp import (
     use_config,
 )
 
-pytest_plugins = ("tests.webapp",)
-
 TOKENS = "/admin/v1/tokens"
 TOKEN_FIELDS = {
     "id",

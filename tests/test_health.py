@@ -10,8 +10,6 @@ from authsvc.runtime import Runtime
 from authsvc.tokens import SECRET_PATTERN, TokenRecord, new_secret
 from tests.webapp import NOW, Client, auth_status, bearer, mint
 
-pytest_plugins = ("tests.webapp",)
-
 METRIC_NAMES = [
     "authsvc_decisions_total",
     "authsvc_decision_latency_seconds",

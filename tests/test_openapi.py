@@ -14,8 +14,6 @@ from authsvc.web.errors import STATUS_BY_CODE
 from authsvc.web.openapi import DOCUMENT
 from tests.webapp import Client, bearer
 
-pytest_plugins = ("tests.webapp",)
-
 OPENAPI = "/admin/v1/openapi.json"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

@@ -20,6 +20,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -45,8 +46,6 @@ from authsvc.store.sqlite import SCHEMA_VERSION, SQLiteStore
 from authsvc.tokens import TokenRecord, new_token_id
 from tests.pg import PgSchema, TcpProxy, with_address
 
-pytest_plugins = ("tests.pg",)
-
 STORE_KINDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql"),
@@ -60,8 +59,8 @@ class LoggedStore(TokenStore, Protocol):
     async def latest_change(self) -> int:
         """The change log's high-water mark."""
 
-    async def changes_since(self, seq: int) -> tuple[int, list[bytes]]:
-        """(high-water mark, digests changed after ``seq``)."""
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[bytes, float]]]:
+        """(high-water mark, (digest, changed_at) of changes after ``seq``)."""
 
 
 def make_store(kind: str, location: str, **options: Any) -> LoggedStore:
@@ -490,8 +489,13 @@ class TestChangeLog:
         await writer.replace_digest(two.id, digest_for("two rotated"))
         await writer.delete(two.id)
         await writer.delete(two.id)  # no such token any more: nothing to log
-        high, digests = await poller.changes_since(start)
-        assert digests == [digest_for("one"), digest_for("two"), digest_for("two rotated")]
+        high, changes = await poller.changes_since(start)
+        assert [digest for digest, _ in changes] == [
+            digest_for("one"),
+            digest_for("two"),
+            digest_for("two rotated"),
+        ]
+        assert all(abs(changed_at - time.time()) < 60 for _, changed_at in changes)
         assert high == await poller.latest_change() == start + 3
         assert await poller.changes_since(high) == (high, [])
         await asyncio.gather(writer.close(), poller.close())
@@ -511,11 +515,10 @@ class TestChangeLog:
         await store.update_permissions(token.id, frozenset({"B"}))  # prunes the first entry
         with pytest.raises(ChangesPruned, match="no longer available"):
             await store.changes_since(stale)
-        assert await store.changes_since(current) == (current + 1, [digest_for("churn")])
+        assert await store.changes_since(current) == (current + 1, [(digest_for("churn"), now[0])])
         with pytest.raises(ChangesPruned):
             await store.changes_since(current + 5)  # ahead of the log: the data was replaced
         await store.close()
-
 
 
 # -- SQLite specifics -------------------------------------------------------------------------
@@ -948,9 +951,11 @@ class Heard:
 
     def __init__(self) -> None:
         self.calls: list[bytes | None] = []
+        self.times: list[float | None] = []
 
-    def __call__(self, digest: bytes | None) -> None:
+    def __call__(self, digest: bytes | None, changed_at: float | None) -> None:
         self.calls.append(digest)
+        self.times.append(changed_at)
 
 
 class TestPostgresListen:
@@ -973,6 +978,7 @@ class TestPostgresListen:
         expected = [digest_for("watched"), digest_for("watched"), digest_for("rotated")]
         await eventually(lambda: len(heard.calls) >= 3, "three notifications")
         assert heard.calls == expected
+        assert all(t is not None and abs(t - time.time()) < 60 for t in heard.times)
         await other.close()
 
     async def test_reconnect_after_kill_means_drop_everything(
@@ -990,9 +996,7 @@ class TestPostgresListen:
         await eventually(lambda: len(heard.calls) == 2, "a notification after the reconnect")
         assert heard.calls == [None, digest_for("after kill")]
 
-    async def test_listener_waits_out_an_outage(
-        self, pg_schema: PgSchema, proxy: TcpProxy
-    ) -> None:
+    async def test_listener_waits_out_an_outage(self, pg_schema: PgSchema, proxy: TcpProxy) -> None:
         """With the server away the listener retries; once back, it says None and listens."""
         url = with_address(pg_schema.url, "127.0.0.1", proxy.port)
         store = PostgresStore(url, connect_timeout=1)
@@ -1029,8 +1033,8 @@ class TestPostgresListen:
         """An unreadable payload means None; a callback that raises does not stop listening."""
         heard = Heard()
 
-        def fragile(digest: bytes | None) -> None:
-            heard(digest)
+        def fragile(digest: bytes | None, changed_at: float | None) -> None:
+            heard(digest, changed_at)
             if len(heard.calls) == 1:
                 raise RuntimeError("callback bug")
 
@@ -1052,4 +1056,3 @@ class TestPostgresListen:
             await store.listen(Heard())
         await store.close()
         assert not store.listening
-

@@ -107,6 +107,13 @@ class TokenStore(Protocol):
     async def digest_of(self, token_id: str) -> bytes | None:
         """The stored digest of a token (for cache invalidation), or None."""
 
+    async def latest_change(self) -> int:
+        """The change log's high-water mark (0 before any change)."""
+
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[bytes, float]]]:
+        """(new high-water mark, (digest, changed_at) changed after ``seq``); raises
+        ChangesPruned when that part of the log is gone (drop the whole cache)."""
+
     async def record_usage(self, usages: Sequence[Usage]) -> None:
         """Apply last-used updates; only ever moves ``last_used_at`` forward."""
 

@@ -49,7 +49,7 @@ from authsvc.store import (
 from authsvc.tokens import TokenRecord
 
 #: What :meth:`PostgresStore.listen` calls: a changed digest, or None for "drop everything".
-ChangeCallback: TypeAlias = Callable[[bytes | None], None]
+ChangeCallback: TypeAlias = Callable[[bytes | None, float | None], None]
 
 
 # -- typed views of the asyncpg objects used here (asyncpg has no type information) ----------
@@ -352,7 +352,9 @@ class PostgresStore:
             params = [_like_pattern(query.name_contains)]
         n = len(params)
         count_sql = f"SELECT count(*) FROM tokens{where}"  # noqa: S608 - fixed fragments only
-        page_sql = f"SELECT {_COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"  # noqa: S608, E501 - fixed fragments only
+        page_sql = (
+            f"SELECT {_COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"  # noqa: S608 - fixed fragments only
+        )
 
         async def body(c: Connection) -> tuple[int, list[TokenRecord]]:
             # one snapshot, so the total and the page agree
@@ -467,15 +469,16 @@ class PostgresStore:
         """The current high-water mark of the change log (0 before any change)."""
         return await self._run(self._latest)
 
-    async def changes_since(self, seq: int) -> tuple[int, list[bytes]]:
-        """(new high-water mark, digests changed after ``seq``), oldest first.
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[bytes, float]]]:
+        """(new high-water mark, (digest, changed_at) of changes after ``seq``), oldest first,
+        one entry per digest (its first change after ``seq``).
 
         Raises :class:`~authsvc.store.ChangesPruned` when some of those changes were already
         pruned, or when ``seq`` is ahead of the log (the database was replaced): drop the whole
         cache, then continue from :meth:`latest_change`.
         """
 
-        async def body(c: Connection) -> tuple[int, list[bytes]]:
+        async def body(c: Connection) -> tuple[int, list[tuple[bytes, float]]]:
             async with c.transaction(isolation="repeatable_read", readonly=True):
                 high = await self._latest(c)
                 oldest = await c.fetchval("SELECT min(seq) FROM changes")
@@ -486,11 +489,14 @@ class PostgresStore:
                         f" available (log holds {floor + 1}..{high})"
                     )
                 rows = await c.fetch(
-                    "SELECT digest FROM changes WHERE seq > $1 AND digest IS NOT NULL"
-                    " ORDER BY seq",
+                    "SELECT digest, changed_at FROM changes WHERE seq > $1"
+                    " AND digest IS NOT NULL ORDER BY seq",
                     seq,
                 )
-            return high, list(dict.fromkeys(_blob(row["digest"]) for row in rows))
+            first: dict[bytes, float] = {}
+            for row in rows:
+                first.setdefault(_blob(row["digest"]), float(cast(float, row["changed_at"])))
+            return high, list(first.items())
 
         return await self._run(body)
 
@@ -504,8 +510,9 @@ class PostgresStore:
     async def listen(self, callback: ChangeCallback) -> None:
         """Call ``callback`` for every change committed by any instance sharing the database.
 
-        ``callback(digest)`` names one digest a cache may hold (the old one after a rotation):
-        drop that entry. ``callback(None)`` means changes may have been missed, because the
+        ``callback(digest, changed_at)`` names one digest a cache may hold (the old one after
+        a rotation) and when the writer committed it (its clock): drop that entry.
+        ``callback(None, None)`` means changes may have been missed, because the
         listening connection was lost and is now back, or a payload was unreadable: drop the
         whole cache (notifications are not durable). Callbacks run on the event loop and must
         not block; an exception in one is logged and ignored.
@@ -545,7 +552,7 @@ class PostgresStore:
                     continue
                 delay = 0.1
                 log.info("token store %s: listening for changes again", self._name)
-                _deliver(callback, None)  # anything could have changed while we were away
+                _deliver(callback, None, None)  # anything could have changed while we were away
             await self._watch(lost)
             conn, self._listen_conn = self._listen_conn, None
             if conn is not None:
@@ -557,11 +564,14 @@ class PostgresStore:
         """Connect and LISTEN; the event is set when that connection is gone."""
 
         def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
+            # "<hex digest> <changed_at>"; a bare digest (older writers) has no time
+            hex_digest, _, when = payload.partition(" ")
             try:
-                digest: bytes | None = bytes.fromhex(payload)
+                digest: bytes | None = bytes.fromhex(hex_digest)
+                changed_at = float(when) if when else None
             except ValueError:
-                digest = None  # unreadable: assume the worst
-            _deliver(callback, digest)
+                digest, changed_at = None, None  # unreadable: assume the worst
+            _deliver(callback, digest, changed_at if digest is not None else None)
 
         conn = cast(
             Connection,
@@ -687,11 +697,11 @@ class PostgresStore:
             "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes WHERE changed_at < $1)",
             now - self._change_retention,
         )
-        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, digest.hex())
+        await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{digest.hex()} {now!r}")
 
 
-def _deliver(callback: ChangeCallback, digest: bytes | None) -> None:
+def _deliver(callback: ChangeCallback, digest: bytes | None, changed_at: float | None) -> None:
     try:
-        callback(digest)
+        callback(digest, changed_at)
     except Exception:  # a broken callback must not stop the listener
         log.exception("change notification callback failed")

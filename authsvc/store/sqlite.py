@@ -300,15 +300,16 @@ class SQLiteStore:
         """The current high-water mark of the change log (0 before any change)."""
         return await self._run(self._latest)
 
-    async def changes_since(self, seq: int) -> tuple[int, list[bytes]]:
-        """(new high-water mark, digests changed after ``seq``), oldest first.
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[bytes, float]]]:
+        """(new high-water mark, (digest, changed_at) of changes after ``seq``), oldest first,
+        one entry per digest (its first change after ``seq``).
 
         Raises :class:`ChangesPruned` when some of those changes were already pruned, or when
         ``seq`` is ahead of the log (the database was replaced): drop the whole cache, then
         continue from :meth:`latest_change`.
         """
 
-        def body(c: sqlite3.Connection) -> tuple[int, list[bytes]]:
+        def body(c: sqlite3.Connection) -> tuple[int, list[tuple[bytes, float]]]:
             high = self._latest(c)
             oldest = c.execute("SELECT min(seq) FROM changes").fetchone()[0]
             floor = high if oldest is None else int(oldest) - 1
@@ -318,10 +319,14 @@ class SQLiteStore:
                     f" (log holds {floor + 1}..{high})"
                 )
             rows = c.execute(
-                "SELECT digest FROM changes WHERE seq > ? AND digest IS NOT NULL ORDER BY seq",
+                "SELECT digest, changed_at FROM changes WHERE seq > ? AND digest IS NOT NULL"
+                " ORDER BY seq",
                 (seq,),
             )
-            return high, list(dict.fromkeys(bytes(row[0]) for row in rows))
+            first: dict[bytes, float] = {}
+            for digest, changed_at in rows:
+                first.setdefault(bytes(digest), float(changed_at))
+            return high, list(first.items())
 
         return await self._run(lambda c: self._transaction(c, body, write=False))
 

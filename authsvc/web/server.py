@@ -10,6 +10,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from authsvc.config import Config, ListenAddress
+from authsvc.propagation import ChangeFeed
 from authsvc.reload import ConfigReloader
 from authsvc.runtime import Runtime
 from authsvc.web.app import create_admin_app
@@ -29,6 +30,7 @@ def _site(runner: web.BaseRunner, address: ListenAddress) -> web.BaseSite:
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT: stop accepting, finish requests, close the store."""
     runtime = await Runtime.open(config)
+    feed = ChangeFeed(runtime)
     reloader = ConfigReloader(runtime, config.path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -37,6 +39,7 @@ async def serve(config: Config) -> None:
     loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
     runners: list[web.BaseRunner] = []
     try:
+        await feed.start()  # before the cache fills
         listeners: tuple[tuple[web.BaseRunner, ListenAddress], ...] = (
             (
                 web.ServerRunner(create_auth_server(runtime), shutdown_timeout=SHUTDOWN_TIMEOUT),
@@ -63,6 +66,7 @@ async def serve(config: Config) -> None:
         log.info("stopping: finishing requests in flight")
     finally:
         await reloader.stop()
+        await feed.stop()
         for started in reversed(runners):
             await started.cleanup()
         await runtime.close()

@@ -1,0 +1,82 @@
+"""Changes made elsewhere (the CLI, other instances) reach this instance's cache.
+
+PostgreSQL pushes them (LISTEN/NOTIFY; after a reconnect the whole cache is dropped,
+since notifications are not durable). SQLite is polled: one indexed query on the change
+log every 0.25 s. Either way a revoked token stops being served within about a second;
+``cache.ttl`` stays the backstop. The delay from a change's commit to its invalidation
+here is observed in ``authsvc_propagation_delay_seconds`` (writer and reader clocks must
+agree: same host, or NTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from authsvc.runtime import Runtime
+from authsvc.store import ChangesPruned, StoreError
+
+log = logging.getLogger("authsvc.propagation")
+
+POLL_INTERVAL = 0.25
+
+
+class ChangeFeed:
+    """Invalidates cache entries for changes committed by anyone sharing the store."""
+
+    def __init__(self, runtime: Runtime, *, poll_interval: float = POLL_INTERVAL) -> None:
+        self._runtime = runtime
+        self._interval = poll_interval
+        self._task: asyncio.Task[None] | None = None
+        self._seq = 0
+
+    async def start(self) -> None:
+        """Begin following changes (before the cache fills)."""
+        store = self._runtime.store
+        from authsvc.store.postgres import PostgresStore  # noqa: PLC0415 - asyncpg on demand
+
+        if isinstance(store, PostgresStore):
+            await store.listen(self.changed)
+            return
+        self._seq = await store.latest_change()
+        self._task = asyncio.create_task(self._poll(), name="authsvc-change-poll")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def changed(self, digest: bytes | None, changed_at: float | None) -> None:
+        """One change (``digest``), or None: anything may have changed, drop everything."""
+        runtime = self._runtime
+        if digest is None:
+            runtime.service.cache.clear()
+            runtime.metrics.cache_drops.inc()
+            return
+        runtime.service.cache.invalidate(digest=digest)
+        if changed_at is not None:
+            delay = max(0.0, runtime.clock() - changed_at)
+            runtime.metrics.propagation_delay.observe(delay)
+
+    async def _poll(self) -> None:
+        store = self._runtime.store
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                high, changes = await store.changes_since(self._seq)
+            except ChangesPruned:
+                log.warning("missed part of the change log: dropping the whole cache")
+                self.changed(None, None)
+                with suppress(StoreError):
+                    self._seq = await store.latest_change()
+                continue
+            except StoreError as error:
+                # The store is away; the cache TTL still bounds what is served meanwhile.
+                log.debug("change poll failed: %s", error)
+                continue
+            for digest, changed_at in changes:
+                self.changed(digest, changed_at)
+            self._seq = high
