@@ -92,5 +92,5 @@ class TestTwoInstances:
         timings["permissions"] = until(two, secret, 403)
 
         kind = store_url.split(":", 1)[0]
-        shown = ", ".join(f"{change} {seconds * 1000:.0f} ms" for change, seconds in timings.items())
+        shown = ", ".join(f"{change} {s * 1000:.0f} ms" for change, s in timings.items())
         print(f"propagation ({kind}): {shown}")
