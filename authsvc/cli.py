@@ -24,7 +24,7 @@ from authsvc.policy import Refused
 from authsvc.runtime import Runtime
 from authsvc.secret_key import SecretKeyError
 from authsvc.service import CLI_ACTOR
-from authsvc.store import StoreError, TokenStore, open_store
+from authsvc.store import StoreError, TokenStore, open_store, schema_version
 from authsvc.token_view import token_object
 from authsvc.tokens import TokenRecord, is_token_id
 
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the auth and admin listeners")
+    commands.add_parser(
+        "migrate", help="create or upgrade the store's schema (serve also does it at start-up)"
+    )
 
     token = commands.add_parser("token", help="manage tokens directly in the store")
     actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -167,6 +170,8 @@ def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
 
         run_server(config)
         return 0
+    if args.command == "migrate":
+        return asyncio.run(_migrate(store))
     if args.command == "config":
         print(f"{config.path}: configuration is valid")
         if config.store.startswith("sqlite:///"):
@@ -183,6 +188,14 @@ def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
             "(see: authsvc token list)"
         )
     return asyncio.run(_token(config, store, args))
+
+
+async def _migrate(store: TokenStore) -> int:
+    """Opening a store applies its pending migrations (under a lock on PostgreSQL)."""
+    await store.open()
+    await store.close()
+    print(f"token store schema is at version {schema_version(store)}: up to date")
+    return 0
 
 
 async def _token(config: Config, store: TokenStore, args: argparse.Namespace) -> int:

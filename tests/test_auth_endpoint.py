@@ -46,8 +46,9 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def runtime(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
-    runtime = await Runtime.open(make_config(tmp_path), clock=clock, environ=ENV)
+async def runtime(tmp_path: Path, clock: FrozenClock, store_url: str) -> AsyncIterator[Runtime]:
+    config = make_config(tmp_path, store=store_url)
+    runtime = await Runtime.open(config, clock=clock, environ=ENV)
     yield runtime
     await runtime.close()
 

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -632,3 +633,25 @@ class TestServe:
             else:
                 return
         pytest.fail("serve did not start listening")
+
+
+class TestMigrate:
+    def test_migrate_creates_and_reports_the_schema(self, store_url: str, tmp_path: Path) -> None:
+        """``migrate`` applies the schema on either store and says which version it is at."""
+        cli = Cli(tmp_path, write_config(tmp_path, store=store_url))
+        first = cli.run("migrate")
+        assert first.status == 0, first.stderr
+        assert "schema is at version 1" in first.stdout
+        again = cli.run("migrate")  # idempotent
+        assert again.status == 0
+        assert cli.run("token", "list", "--json").status == 0
+
+    def test_newer_schema_refuses(self, tmp_path: Path) -> None:
+        """A database migrated by a newer authsvc is refused with a sentence (exit 1)."""
+        cli = Cli(tmp_path, write_config(tmp_path))
+        assert cli.run("migrate").status == 0
+        with sqlite3.connect(tmp_path / "authsvc.db") as connection:
+            connection.execute("PRAGMA user_version = 99")
+        result = cli.run("migrate")
+        assert_failed(result, 1)
+        assert "newer than this authsvc supports" in result.stderr

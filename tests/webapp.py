@@ -116,9 +116,11 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def runtime(tmp_path: Path, clock: FrozenClock) -> AsyncIterator[Runtime]:
-    """A runtime on a fresh SQLite store in ``tmp_path``; closed at teardown."""
-    opened = await Runtime.open(make_config(tmp_path), clock=clock, environ=ENVIRON)
+async def runtime(tmp_path: Path, clock: FrozenClock, store_url: str) -> AsyncIterator[Runtime]:
+    """A runtime on a fresh store of each kind (SQLite file, PostgreSQL schema); closed at
+    teardown."""
+    config = make_config(tmp_path, store=store_url)
+    opened = await Runtime.open(config, clock=clock, environ=ENVIRON)
     yield opened
     await opened.close()
 

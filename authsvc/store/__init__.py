@@ -135,3 +135,16 @@ def open_store(url: str) -> TokenStore:
         f"unsupported store URL scheme {scheme!r}: use sqlite:///path"
         " or postgresql://user:password@host:5432/db"
     )
+
+
+def schema_version(store: TokenStore) -> int:
+    """The schema version this code migrates ``store`` to."""
+    from authsvc.store.sqlite import SQLiteStore  # noqa: PLC0415 - backends on demand
+
+    if isinstance(store, SQLiteStore):
+        from authsvc.store.sqlite import SCHEMA_VERSION  # noqa: PLC0415
+
+        return SCHEMA_VERSION
+    from authsvc.store.migrations import SCHEMA_VERSION as PG_SCHEMA_VERSION  # noqa: PLC0415
+
+    return PG_SCHEMA_VERSION

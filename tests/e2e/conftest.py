@@ -29,8 +29,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.upstream import EchoUpstream
+from tests.pg import PgSession
 from tests.processes import REPO, AuthsvcServer, free_port, start_authsvc, stop_process
 from tests.required import unavailable
+from tests.stores import STORE_KINDS
 
 NGINX_DIR = REPO / "deploy" / "nginx"
 FALLBACK_NGINX = "/usr/sbin/nginx"
@@ -200,10 +202,23 @@ def echo_upstream() -> Iterator[EchoUpstream]:
     upstream.stop()
 
 
+@pytest.fixture(scope="session", params=STORE_KINDS)
+def e2e_store(request: pytest.FixtureRequest, pg_session: PgSession) -> dict[str, str]:
+    """Config overrides selecting the store the session's authsvc runs on: the default
+    SQLite file, or the session's PostgreSQL test database (every e2e test runs on both)."""
+    if request.param == "sqlite":
+        return {}
+    if pg_session.url is None:
+        unavailable(pg_session.reason)
+    return {"store": pg_session.url}
+
+
 @pytest.fixture(scope="session")
-def authsvc_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthsvcServer]:
+def authsvc_server(
+    tmp_path_factory: pytest.TempPathFactory, e2e_store: dict[str, str]
+) -> Iterator[AuthsvcServer]:
     """``authsvc serve`` with the e2e configuration (cache.ttl 1s), ready to answer."""
-    server = start_authsvc(tmp_path_factory.mktemp("authsvc"))
+    server = start_authsvc(tmp_path_factory.mktemp("authsvc"), **e2e_store)
     yield server
     server.stop()
 
