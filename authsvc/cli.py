@@ -44,7 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"configuration file (default: $AUTHSVC_CONFIG or {DEFAULT_CONFIG})",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run the auth and admin listeners")
+    serve = commands.add_parser("serve", help="run the auth and admin listeners")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="processes sharing the listening sockets (default 1)",
+    )
     commands.add_parser(
         "migrate", help="create or upgrade the store's schema (serve also does it at start-up)"
     )
@@ -78,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="validate the file and list tokens its policy would refuse"
     )
     return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
+    return int(text)
 
 
 def config_path(option: Path | None) -> Path:
@@ -137,8 +150,12 @@ def _configure_logging(*, serving: bool) -> None:
             file=sys.stderr,
         )
         wanted = default
+    worker = os.environ.get("AUTHSVC_WORKER")  # set by serve --workers for its processes
+    prefix = f"worker {worker} " if worker else ""
     logging.basicConfig(
-        level=wanted, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=wanted,
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
+        stream=sys.stderr,
     )
 
 
@@ -165,11 +182,7 @@ def _os_error_message(error: OSError, config: Config) -> str:
 
 def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
     if args.command == "serve":
-        # aiohttp is imported only where it is needed: token commands start faster.
-        from authsvc.web.server import run_server  # noqa: PLC0415
-
-        run_server(config)
-        return 0
+        return _serve(args, config)
     if args.command == "migrate":
         return asyncio.run(_migrate(store))
     if args.command == "config":
@@ -188,6 +201,18 @@ def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
             "(see: authsvc token list)"
         )
     return asyncio.run(_token(config, store, args))
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    if args.workers > 1:
+        from authsvc.workers import Supervisor  # noqa: PLC0415
+
+        return Supervisor(config, args.workers).run()
+    # aiohttp is imported only where it is needed: token commands start faster.
+    from authsvc.web.server import run_server  # noqa: PLC0415
+
+    run_server(config)
+    return 0
 
 
 async def _migrate(store: TokenStore) -> int:

@@ -119,9 +119,7 @@ def _parse_network(text: str) -> tuple[int, int, int]:
     mask = ((1 << bits) - 1) ^ ((1 << (bits - prefix)) - 1)
     if value & ~mask:
         network = type(ip)(value & mask)
-        raise ValueError(
-            f"host bits are set in {_short(text)}; the network is {network}/{prefix}"
-        )
+        raise ValueError(f"host bits are set in {_short(text)}; the network is {network}/{prefix}")
     if ip.version == 6 and prefix >= _V6_BITS - _V4_BITS and value >> _V4_BITS == _MAPPED_PREFIX:
         ipv4 = IPv4Address(value & _V4_ALL)
         spelling = str(ipv4) if not slash else f"{ipv4}/{prefix - (_V6_BITS - _V4_BITS)}"

@@ -95,9 +95,7 @@ def _read_key_file(path: Path) -> bytes:
         raise
     except OSError as error:
         reason = "it is a folder" if isinstance(error, IsADirectoryError) else error.strerror
-        raise SecretKeyError(
-            f"cannot read the secret key file {path}: {reason or error}"
-        ) from None
+        raise SecretKeyError(f"cannot read the secret key file {path}: {reason or error}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         log.warning("secret key file %s is readable by others: chmod 600 it", path)
     try:

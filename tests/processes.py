@@ -111,8 +111,17 @@ def write_authsvc_config(
 class AuthsvcServer:
     """``python -m authsvc --config ... serve`` as a subprocess, plus its CLI."""
 
-    def __init__(self, config: Path, workdir: Path, *, auth_port: int, admin_port: int) -> None:
+    def __init__(
+        self,
+        config: Path,
+        workdir: Path,
+        *,
+        auth_port: int,
+        admin_port: int,
+        serve_args: tuple[str, ...] = (),
+    ) -> None:
         self.config = config
+        self.serve_args = serve_args
         self.workdir = workdir
         self.auth_port = auth_port
         self.admin_port = admin_port
@@ -123,7 +132,10 @@ class AuthsvcServer:
         """Start serving and wait until ``/readyz`` answers 200."""
         with self._log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "authsvc", "--config", str(self.config), "serve"],
+                [
+                    *(sys.executable, "-m", "authsvc", "--config", str(self.config)),
+                    *("serve", *self.serve_args),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
@@ -157,6 +169,12 @@ class AuthsvcServer:
         Returns the exit status (None if never started); stopping twice is harmless.
         """
         return None if self._process is None else stop_process(self._process, signal.SIGTERM)
+
+    @property
+    def pid(self) -> int:
+        """The process id of ``serve`` (with --workers: the supervising parent)."""
+        assert self._process is not None
+        return self._process.pid
 
     def pause(self) -> None:
         """Freeze the process (SIGSTOP): it keeps its sockets but answers nothing."""
@@ -218,11 +236,16 @@ class AuthsvcServer:
         self.cli("token", "delete", token_id)
 
 
-def start_authsvc(workdir: Path, **overrides: Any) -> AuthsvcServer:
-    """Write a configuration with free ports into ``workdir`` and start serving it."""
+def start_authsvc(
+    workdir: Path, serve_args: tuple[str, ...] = (), **overrides: Any
+) -> AuthsvcServer:
+    """Write a configuration with free ports into ``workdir`` and start serving it
+    (``serve_args``: extra arguments of ``serve``, e.g. ``("--workers", "2")``)."""
     workdir.mkdir(parents=True, exist_ok=True)
     auth_port, admin_port = free_port(), free_port()
     config = write_authsvc_config(workdir, auth_port=auth_port, admin_port=admin_port, **overrides)
-    server = AuthsvcServer(config, workdir, auth_port=auth_port, admin_port=admin_port)
+    server = AuthsvcServer(
+        config, workdir, auth_port=auth_port, admin_port=admin_port, serve_args=serve_args
+    )
     server.start()
     return server

@@ -50,7 +50,7 @@ def until(server: AuthsvcServer, secret: str, status: int) -> float:
 
 @pytest.fixture
 def instances(store_url: str, tmp_path: Path) -> Iterator[tuple[AuthsvcServer, AuthsvcServer]]:
-    shared = {"store": store_url, "secret_key_file": str(tmp_path / "shared.key"),
+    shared: dict[str, Any] = {"store": store_url, "secret_key_file": str(tmp_path / "shared.key"),
               "cache": {"ttl": "30s", "max_entries": 1000}}  # fmt: skip
     one = start_authsvc(tmp_path / "one", **shared)
     two = start_authsvc(tmp_path / "two", **shared)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 
 from aiohttp import web
@@ -16,12 +17,17 @@ from authsvc.runtime import Runtime
 from authsvc.web.app import create_admin_app
 from authsvc.web.auth import create_auth_server
 from authsvc.web.protocol import QuietAppRunner
+from authsvc.workers import inherited_sockets
 
 log = logging.getLogger("authsvc.server")
 SHUTDOWN_TIMEOUT = 10.0  # seconds to finish requests in flight after SIGTERM
 
 
-def _site(runner: web.BaseRunner, address: ListenAddress) -> web.BaseSite:
+def _site(
+    runner: web.BaseRunner, address: ListenAddress, inherited: socket.socket | None
+) -> web.BaseSite:
+    if inherited is not None:  # a worker of `serve --workers N`: the parent bound it
+        return web.SockSite(runner, inherited)
     if address.unix_path is not None:
         return web.UnixSite(runner, address.unix_path)
     return web.TCPSite(runner, address.host, address.port, reuse_address=True)
@@ -40,6 +46,7 @@ async def serve(config: Config) -> None:
     runners: list[web.BaseRunner] = []
     try:
         await feed.start()  # before the cache fills
+        inherited = inherited_sockets() or (None, None)
         listeners: tuple[tuple[web.BaseRunner, ListenAddress], ...] = (
             (
                 web.ServerRunner(create_auth_server(runtime), shutdown_timeout=SHUTDOWN_TIMEOUT),
@@ -50,10 +57,10 @@ async def serve(config: Config) -> None:
                 config.listen.admin,
             ),
         )
-        for runner, address in listeners:
+        for (runner, address), sock in zip(listeners, inherited, strict=True):
             await runner.setup()
             runners.append(runner)
-            await _site(runner, address).start()
+            await _site(runner, address, sock).start()
         runtime.usage.start()
         reloader.start()
         log.info(

@@ -203,7 +203,7 @@ def echo_upstream() -> Iterator[EchoUpstream]:
 
 
 @pytest.fixture(scope="session", params=STORE_KINDS)
-def e2e_store(request: pytest.FixtureRequest, pg_session: PgSession) -> dict[str, str]:
+def e2e_store(request: pytest.FixtureRequest, pg_session: PgSession) -> dict[str, Any]:
     """Config overrides selecting the store the session's authsvc runs on: the default
     SQLite file, or the session's PostgreSQL test database (every e2e test runs on both)."""
     if request.param == "sqlite":
@@ -215,7 +215,7 @@ def e2e_store(request: pytest.FixtureRequest, pg_session: PgSession) -> dict[str
 
 @pytest.fixture(scope="session")
 def authsvc_server(
-    tmp_path_factory: pytest.TempPathFactory, e2e_store: dict[str, str]
+    tmp_path_factory: pytest.TempPathFactory, e2e_store: dict[str, Any]
 ) -> Iterator[AuthsvcServer]:
     """``authsvc serve`` with the e2e configuration (cache.ttl 1s), ready to answer."""
     server = start_authsvc(tmp_path_factory.mktemp("authsvc"), **e2e_store)
