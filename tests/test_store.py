@@ -628,6 +628,40 @@ class TestSQLiteUnavailable:
         assert await locked.get(blocked.id) == blocked
         await locked.close()
 
+    @pytest.mark.parametrize(
+        ("code", "outcome"),
+        [
+            pytest.param(sqlite3.SQLITE_BUSY, "found", id="busy-falls-back-to-the-worker"),
+            pytest.param(sqlite3.SQLITE_LOCKED, "found", id="locked-falls-back"),
+            pytest.param(sqlite3.SQLITE_IOERR, "unavailable", id="io-error-is-unavailable"),
+        ],
+    )
+    async def test_event_loop_read_errors(
+        self, sqlite_store: SQLiteStore, code: int, outcome: str
+    ) -> None:
+        """get_by_digest reads on the event loop; a busy file sends it to the worker thread
+        (which may wait out busy_timeout), any other error is StoreUnavailable."""
+        token = await add(sqlite_store, "reader")
+
+        class Failing:
+            def execute(self, *_: object) -> None:
+                error = sqlite3.OperationalError("simulated")
+                error.sqlite_errorcode = code
+                raise error
+
+            def close(self) -> None:
+                pass
+
+        real, sqlite_store._reader = sqlite_store._reader, Failing()  # type: ignore[assignment]
+        try:
+            if outcome == "found":
+                assert await sqlite_store.get_by_digest(digest_for("reader")) == token
+            else:
+                with pytest.raises(StoreUnavailable, match="simulated"):
+                    await sqlite_store.get_by_digest(digest_for("reader"))
+        finally:
+            sqlite_store._reader = real
+
     async def test_failed_write_is_rolled_back(self, sqlite_store: SQLiteStore) -> None:
         """When the last step of a change fails, none of the change is kept."""
         token = await add(sqlite_store, "atomic")
