@@ -66,3 +66,36 @@ class TestRecordCache:
         cache.resize(10, 1.0)
         assert cache.get(b"d") is None
         assert cache.ttl == 1.0
+
+
+class TestMemory:
+    def test_expired_entries_are_dropped_when_storing(self) -> None:
+        """Expired records do not linger: a put clears them from the old end."""
+        clock = Clock()
+        cache = RecordCache(100, 5.0, clock)
+        for index in range(10):
+            cache.put(bytes([index]), record(f"tok_{index:016x}"))
+        clock.now += 6
+        cache.put(b"fresh", record("tok_00000000000000ff"))
+        assert len(cache) == 1
+
+    def test_the_oldest_entry_is_evicted_first(self) -> None:
+        """Full: the entry closest to expiry makes room."""
+        cache = RecordCache(2, 60.0)
+        cache.put(b"a", record("tok_000000000000000a"))
+        cache.put(b"b", record("tok_000000000000000b"))
+        cache.put(b"c", record("tok_000000000000000c"))
+        assert cache.get(b"a") is None
+        assert cache.get(b"b") is not None
+        assert cache.get(b"c") is not None
+
+
+class TestSharedPermissions:
+    def test_equal_sets_are_one_object(self) -> None:
+        """Records with the same permissions share one frozenset."""
+        from authsvc.tokens import shared_permissions  # noqa: PLC0415 - the unit under test
+
+        first = shared_permissions(["Reader", "Writer"])
+        second = shared_permissions(["Writer", "Reader"])
+        assert first == frozenset({"Reader", "Writer"})
+        assert first is second

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -46,7 +47,7 @@ from authsvc.store import (
     Usage,
     migrations,
 )
-from authsvc.tokens import TokenRecord
+from authsvc.tokens import TokenRecord, shared_permissions
 
 #: What :meth:`PostgresStore.listen` calls: a changed digest, or None for "drop everything".
 ChangeCallback: TypeAlias = Callable[[bytes | None, float | None], None]
@@ -238,11 +239,11 @@ def _record(row: Row) -> TokenRecord:
     return TokenRecord(
         id=_text(row["id"]),
         name=_text(row["name"]),
-        permissions=frozenset(_text_list(row["permissions"])),
+        permissions=shared_permissions(_text_list(row["permissions"])),
         ip_filter=_optional_text(row["ip_filter"]),
         created_at=_real(row["created_at"]),
         expires_at=_optional_real(row["expires_at"]),
-        created_by=_text(row["created_by"]),
+        created_by=sys.intern(_text(row["created_by"])),
         last_used_at=_optional_real(row["last_used_at"]),
         last_used_ip=_optional_text(row["last_used_ip"]),
     )

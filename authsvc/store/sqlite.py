@@ -26,6 +26,7 @@ import functools
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +41,7 @@ from authsvc.store import (
     StoreUnavailable,
     Usage,
 )
-from authsvc.tokens import TokenRecord
+from authsvc.tokens import TokenRecord, shared_permissions
 
 _T = TypeVar("_T")
 
@@ -507,11 +508,11 @@ class SQLiteStore:
         return TokenRecord(
             id=str(token_id),
             name=str(name),
-            permissions=frozenset(names),
-            ip_filter=None if ip_filter is None else str(ip_filter),
+            permissions=shared_permissions(names),
+            ip_filter=None if ip_filter is None else sys.intern(str(ip_filter)),
             created_at=float(created_at),
             expires_at=_optional_float(expires_at),
-            created_by=str(created_by),
+            created_by=sys.intern(str(created_by)),
             last_used_at=_optional_float(used[0]),
             last_used_ip=None if used[1] is None else str(used[1]),
         )
