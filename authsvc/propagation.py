@@ -1,8 +1,10 @@
 """Changes made elsewhere (the CLI, other instances) reach this instance's cache.
 
 PostgreSQL pushes them (LISTEN/NOTIFY; after a reconnect the whole cache is dropped,
-since notifications are not durable). SQLite is polled: one indexed query on the change
-log every 0.25 s. Either way a revoked token stops being served within about a second;
+since notifications are not durable); while the listening connection is down, its change
+log is polled like SQLite's, so changes made elsewhere right after an outage are not left
+waiting for the listener's next reconnect. SQLite is polled: one indexed query on the
+change log every 0.25 s. Either way a revoked token stops being served within about a second;
 ``cache.ttl`` stays the backstop. The delay from a change's commit to its invalidation
 here is observed in ``authsvc_propagation_delay_seconds`` (writer and reader clocks must
 agree: same host, or NTP).
@@ -36,10 +38,9 @@ class ChangeFeed:
         store = self._runtime.store
         from authsvc.store.postgres import PostgresStore  # noqa: PLC0415 - asyncpg on demand
 
+        self._seq = await store.latest_change()
         if isinstance(store, PostgresStore):
             await store.listen(self.changed)
-            return
-        self._seq = await store.latest_change()
         self._task = asyncio.create_task(self._poll(), name="authsvc-change-poll")
 
     async def stop(self) -> None:
@@ -61,11 +62,20 @@ class ChangeFeed:
             delay = max(0.0, runtime.clock() - changed_at)
             runtime.metrics.propagation_delay.observe(delay)
 
+    def _pushed(self) -> bool:
+        """Are changes being pushed to us right now (a live LISTEN connection)?"""
+        return bool(getattr(self._runtime.store, "listening", False))
+
     async def _poll(self) -> None:
         store = self._runtime.store
         while True:
             await asyncio.sleep(self._interval)
             try:
+                if self._pushed():
+                    # Notifications cover this; only keep the mark current, so that if the
+                    # listener drops, polling resumes exactly where the pushes stopped.
+                    self._seq = await store.latest_change()
+                    continue
                 high, changes = await store.changes_since(self._seq)
             except ChangesPruned:
                 log.warning("missed part of the change log: dropping the whole cache")

@@ -208,6 +208,9 @@ _OUTAGES: Final[tuple[type[BaseException], ...]] = (
     OSError,  # includes TimeoutError and ConnectionRefusedError
 )
 
+#: Failures after which a pooled connection's state is unknown: it is closed, not reused.
+_ABANDON: Final[tuple[type[BaseException], ...]] = (asyncio.CancelledError, *_OUTAGES)
+
 
 def _order_by(sort: str, order: str) -> str:
     """The ORDER BY clause for a listing; only fixed fragments, never caller text."""
@@ -257,8 +260,8 @@ class PostgresStore:
         url: str,
         *,
         max_size: int = 10,
-        connect_timeout: float = 3.0,
-        command_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        command_timeout: float = 2.0,
         change_retention: float = 3600.0,
         keepalive: float = 10.0,
         clock: Callable[[], float] = time.time,
@@ -544,7 +547,7 @@ class PostgresStore:
         while True:
             if lost is None:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter only
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 2.0)
                 try:
                     lost = await self._listen_connect(callback)
                 except _OUTAGES as exc:
@@ -626,7 +629,15 @@ class PostgresStore:
             raise StoreUnavailable(f"token store {self._name} is {state}")
         with self._errors():
             async with pool.acquire(timeout=self._command_timeout) as conn:
-                return await job(conn)
+                try:
+                    # One deadline for the whole call: asyncpg's command_timeout bounds each
+                    # statement, but giving a stuck connection back (it resets it first)
+                    # would wait as long again on a silent network.
+                    async with asyncio.timeout(self._command_timeout):
+                        return await job(conn)
+                except _ABANDON:
+                    conn.terminate()  # mid-query on a bad network: never hand it out again
+                    raise
 
     async def _write(self, job: Callable[[Connection], Awaitable[_T]]) -> _T:
         """Run ``job`` in one transaction: all of it is committed, or none of it."""
