@@ -398,3 +398,30 @@ class TestUnparseableRequests:
         assert head.status == 401
         assert head.headers["X-Auth-Reason"] == "missing_token"
         assert await head.read() == b""
+
+
+class TestMicrocacheHint:
+    async def test_allow_may_be_reused_for_a_second(self, client: Client, runtime: Runtime) -> None:
+        """An allow carries X-Accel-Expires: 1 (used only by the optional nginx micro-cache)."""
+        _, secret = await mint(runtime)
+        response = await client.get("/auth", headers=bearer(secret))
+        assert response.headers["X-Accel-Expires"] == "1"
+
+    async def test_allow_of_a_token_about_to_expire_is_not_reusable(
+        self, client: Client, runtime: Runtime, clock: FrozenClock
+    ) -> None:
+        """Less than a second left: X-Accel-Expires: 0, so no cache outlives the token."""
+        record, secret = await mint(runtime, expires_in="1m")
+        assert record.expires_at is not None
+        clock.now = record.expires_at - 0.5
+        response = await client.get("/auth", headers=bearer(secret))
+        assert response.status == 200
+        assert response.headers["X-Accel-Expires"] == "0"
+
+    async def test_denials_are_never_reusable(self, client: Client, runtime: Runtime) -> None:
+        """Every denial says X-Accel-Expires: 0."""
+        _, secret = await mint(runtime)
+        for headers in (ALLOWED, bearer(secret, **{"X-Original-Method": "POST"})):
+            response = await client.get("/auth", headers=headers)
+            assert response.status in (401, 403)
+            assert response.headers["X-Accel-Expires"] == "0"

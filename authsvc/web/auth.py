@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from authsvc.decision import Reason, decide
+from authsvc.decision import Reason, decide, is_expired
 from authsvc.request import Rejected, describe
 from authsvc.runtime import Runtime
 from authsvc.store import StoreUnavailable
@@ -56,8 +56,14 @@ _BODY: dict[Reason, str] = {
 }
 
 
+#: Seconds an allow may be reused by nginx's optional micro-cache (deploy/nginx/microcache):
+#: nginx honours X-Accel-Expires over Cache-Control, and only where proxy_cache is on.
+MICROCACHE_SECONDS = 1
+
+
 def _denial_headers(reason: Reason) -> dict[str, str]:
-    headers = {"X-Auth-Reason": reason.value, "Cache-Control": "no-store"}
+    # Denials are never cached: X-Accel-Expires 0 whatever the nginx configuration says.
+    headers = {"X-Auth-Reason": reason.value, "Cache-Control": "no-store", "X-Accel-Expires": "0"}
     if reason is Reason.MISSING_TOKEN:
         headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
     elif _STATUS[reason] == 401:
@@ -123,7 +129,7 @@ class AuthHandler:
             return web.Response(status=405, text="method not allowed", headers=_ALLOW)
         started = time.perf_counter()
         try:
-            reason, record = await self._evaluate(request)
+            reason, record, reusable = await self._evaluate(request)
         except Exception:
             # A bug must not become an allow. 503 makes nginx fail closed (500).
             log.exception("unexpected error while evaluating /auth")
@@ -142,14 +148,17 @@ class AuthHandler:
                 "X-Auth-Token-Id": record.id,
                 "X-Auth-Token-Name": header_safe(record.name),
                 "Cache-Control": "no-store",
+                "X-Accel-Expires": str(MICROCACHE_SECONDS) if reusable else "0",
             },
         )
 
-    async def _evaluate(self, request: web.BaseRequest) -> tuple[Reason, TokenRecord | None]:
+    async def _evaluate(self, request: web.BaseRequest) -> tuple[Reason, TokenRecord | None, bool]:
+        """(reason, the record if one was found, whether an allow may be reused for
+        MICROCACHE_SECONDS: only when the token stays valid that long)."""
         config = self._runtime.live.current
         secret = bearer_secret(request)
         if isinstance(secret, Reason):
-            return secret, None
+            return secret, None, False
         headers = request.headers
         described = describe(
             headers.get("X-Original-Method"),
@@ -159,7 +168,7 @@ class AuthHandler:
             config.trusted_proxies,
         )
         if isinstance(described, Rejected):
-            return Reason(described.reason), None
+            return Reason(described.reason), None, False
         token_digest = self._service.digest(secret)
         record = self._cache.get(token_digest)
         if record is None:
@@ -169,16 +178,18 @@ class AuthHandler:
             except StoreUnavailable as error:
                 self._metrics.store_errors.labels(operation="lookup").inc()
                 log.warning("store unavailable for a token lookup: %s", error)
-                return Reason.STORE_UNAVAILABLE, None
+                return Reason.STORE_UNAVAILABLE, None, False
             if record is None:
-                return Reason.INVALID_TOKEN, None
+                return Reason.INVALID_TOKEN, None, False
         else:
             self._metrics.cache_hits.inc()
         now = self._runtime.clock()
         reason = decide(record, described, config, now)
-        if reason is Reason.OK:
-            self._runtime.usage.note(record.id, now, described.client_ip)
-        return reason, record
+        if reason is not Reason.OK:
+            return reason, record, False
+        self._runtime.usage.note(record.id, now, described.client_ip)
+        later = now + MICROCACHE_SECONDS
+        return reason, record, not is_expired(record, config.policy, later)
 
 
 #: Options of the auth listener's low-level server: a larger header limit than aiohttp's
