@@ -16,6 +16,7 @@ import asyncio
 import logging
 from contextlib import suppress
 
+from authsvc.background import Background
 from authsvc.runtime import Runtime
 from authsvc.store import ChangesPruned, StoreError
 
@@ -30,7 +31,7 @@ class ChangeFeed:
     def __init__(self, runtime: Runtime, *, poll_interval: float = POLL_INTERVAL) -> None:
         self._runtime = runtime
         self._interval = poll_interval
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("authsvc-change-poll", self._poll)
         self._seq = 0
 
     async def start(self) -> None:
@@ -41,14 +42,10 @@ class ChangeFeed:
         self._seq = await store.latest_change()
         if isinstance(store, PostgresStore):
             await store.listen(self.changed)
-        self._task = asyncio.create_task(self._poll(), name="authsvc-change-poll")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     def changed(self, digest: bytes | None, changed_at: float | None) -> None:
         """One change (``digest``), or None: anything may have changed, drop everything."""

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from contextlib import suppress
 from pathlib import Path
 
+from authsvc.background import Background
 from authsvc.config import ConfigError, load_config
 from authsvc.config_diff import diff, keep_restart_keys
 from authsvc.runtime import Runtime
@@ -47,7 +47,7 @@ class ConfigReloader:
         self._interval = interval
         self._settle = settle
         self._seen = file_signature(path)
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("authsvc-config-watch", self._watch)
 
     def reload(self, trigger: str) -> bool:
         """Load, validate and swap in the file now; False (and nothing changed) if invalid."""
@@ -85,14 +85,10 @@ class ConfigReloader:
         return True
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="authsvc-config-watch")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def _watch(self) -> None:
         while True:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 
+from authsvc.background import Background
 from authsvc.ipfilter import IPAddress
 from authsvc.store import StoreError, TokenStore, Usage
 
@@ -25,7 +25,7 @@ class UsageRecorder:
         self._interval = interval
         # token id → (time, address): a plain tuple, the cheapest thing to store per request
         self._pending: dict[str, tuple[float, IPAddress]] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("authsvc-usage-flush", self._run)
 
     def note(self, token_id: str, used_at: float, ip: IPAddress) -> None:
         self._pending[token_id] = (used_at, ip)
@@ -45,14 +45,10 @@ class UsageRecorder:
             log.warning("could not record token usage: %s", error)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="authsvc-usage-flush")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         await self.flush()
 
     async def _run(self) -> None:

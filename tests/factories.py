@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ BASE: dict[str, Any] = {
 def make_config(tmp: Path | None = None, **overrides: Any) -> Config:
     """A valid configuration: BASE with top-level keys replaced by ``overrides``
     (``security_policy`` entries are merged into the defaults)."""
-    data = {**BASE, **overrides}
+    data = {**copy.deepcopy(BASE), **overrides}
     folder = tmp or Path("/nonexistent-authsvc-test")
     if tmp is not None:
         data.setdefault("store", f"sqlite:///{tmp / 'authsvc.db'}")

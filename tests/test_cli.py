@@ -6,6 +6,7 @@ Also home of the helpers the other CLI-facing test modules import (``Cli``, ``wr
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import re
@@ -49,7 +50,7 @@ def write_config(folder: Path, name: str = "authsvc.yaml", **overrides: Any) -> 
     """BASE plus store, key and audit log inside ``folder`` (relative paths resolve against
     the file's folder, so every config written into one folder shares them)."""
     data: dict[str, Any] = {
-        **BASE,
+        **copy.deepcopy(BASE),
         "store": "sqlite:///authsvc.db",
         "secret_key_file": "authsvc.key",
         "audit_log": "audit.log",

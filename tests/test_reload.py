@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -34,7 +35,7 @@ class Setup:
         self.path = tmp_path / "authsvc.yaml"
         self.clock = clock
         self.data: dict[str, Any] = {
-            **BASE,
+            **copy.deepcopy(BASE),  # tests edit nested sections: never the shared BASE
             "store": f"sqlite:///{tmp_path / 'authsvc.db'}",
             "secret_key_file": str(tmp_path / "authsvc.key"),
             "audit_log": str(tmp_path / "audit.log"),

@@ -4,6 +4,7 @@ within the 2-second bound, and a file written in steps is applied once, whole.""
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ BOUND = 2.0  # SPEC §1: applied within 2 seconds of the write
 
 def config_text(tmp_path: Path, **policy: Any) -> str:
     data = {
-        **BASE,
+        **copy.deepcopy(BASE),
         "store": f"sqlite:///{tmp_path / 'authsvc.db'}",
         "secret_key_file": str(tmp_path / "authsvc.key"),
         "audit_log": str(tmp_path / "audit.log"),
