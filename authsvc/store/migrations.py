@@ -2,9 +2,9 @@
 
 The schema version lives in the one-row table ``authsvc_schema``; migration step ``i`` takes
 it from ``i`` to ``i + 1`` (SQLite keeps the same bookkeeping in ``PRAGMA user_version``, see
-:mod:`authsvc.store.sqlite`). :func:`migrate` runs every missing step and the version bump in
-one transaction, holding an advisory lock: instances starting at once queue on the lock, the
-first one migrates and the others find the work done. DDL is transactional
+:mod:`authsvc.store.sqlite_schema`). :func:`migrate` runs every missing step and the version
+bump in one transaction, holding an advisory lock: instances starting at once queue on the
+lock, the first one migrates and the others find the work done. DDL is transactional
 in PostgreSQL, so a failed step leaves the previous version intact.
 
 A database whose version is newer than :data:`SCHEMA_VERSION` is refused (and not touched)

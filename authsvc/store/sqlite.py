@@ -1,37 +1,31 @@
-"""The embedded SQLite token store.
+"""The embedded SQLite token store: :class:`SQLiteStore` and its queries.
 
 One connection, owned by one worker thread (a single-thread executor): every blocking
 sqlite call runs there, so the event loop never waits on disk and calls never interleave.
-Durability: WAL journal with ``synchronous=FULL``, so a write is on disk before the call
-returns. Read-then-write operations run inside ``BEGIN IMMEDIATE`` (other writers, in this or
-another process, wait up to ``busy_timeout``) and roll back on any error.
+Read-then-write operations run inside ``BEGIN IMMEDIATE`` (other writers, in this or another
+process, wait up to ``busy_timeout``) and roll back on any error. The file, its schema and
+durability settings: :mod:`authsvc.store.sqlite_schema`.
 
 Listing: ``name_contains`` and ordering by name are case-insensitive for all of Unicode
 (``str.lower``, not SQLite's ASCII-only ``NOCASE``); names differing only in case then sort by
 code point. ``order="desc"`` is the exact reverse of ``"asc"``, tie-breaks included.
 
 Beyond :class:`~authsvc.store.TokenStore`, a change log lets other processes sharing the file
-invalidate their caches: ``update_permissions``, ``replace_digest`` (the old digest) and
-``delete`` append a row in the same transaction. Poll :meth:`SQLiteStore.changes_since` with the
-last high-water mark (start from :meth:`SQLiteStore.latest_change`); rows older than
-``change_retention`` seconds are pruned, and a poller that fell further behind gets
-:class:`ChangesPruned` and must drop its whole cache.
+invalidate their caches (:mod:`authsvc.store.sqlite_changes`): poll
+:meth:`SQLiteStore.changes_since` with the last high-water mark (start from
+:meth:`SQLiteStore.latest_change`); on :class:`ChangesPruned`, drop the whole cache.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
-import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
 from authsvc.store import (
     ChangesPruned,
@@ -40,75 +34,26 @@ from authsvc.store import (
     StoreError,
     StoreUnavailable,
     Usage,
+    sqlite_changes,
 )
-from authsvc.tokens import TokenRecord, shared_permissions
+from authsvc.store.queries import COLUMNS, like_pattern, order_by
+from authsvc.store.sqlite_schema import (
+    SCHEMA_VERSION,
+    connect,
+    connect_reader,
+    record_of,
+    transaction,
+)
+from authsvc.tokens import TokenRecord
+
+__all__ = ["SCHEMA_VERSION", "ChangesPruned", "SQLiteStore"]
 
 _T = TypeVar("_T")
 
-#: Migration steps; step ``i`` takes the schema from ``user_version`` i to i + 1.
-_MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
-    (
-        """CREATE TABLE tokens (
-            id TEXT PRIMARY KEY,
-            name TEXT NOT NULL UNIQUE,
-            digest BLOB NOT NULL UNIQUE,
-            permissions TEXT NOT NULL,
-            ip_filter TEXT,
-            created_at REAL NOT NULL,
-            expires_at REAL,
-            created_by TEXT NOT NULL,
-            last_used_at REAL,
-            last_used_ip TEXT
-        )""",
-        """CREATE TABLE changes (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            token_id TEXT NOT NULL,
-            digest BLOB,
-            changed_at REAL NOT NULL
-        )""",
-    ),
-)
-SCHEMA_VERSION: Final = len(_MIGRATIONS)
-
-_COLUMNS = (
-    "id, name, permissions, ip_filter, created_at, expires_at, created_by,"
-    " last_used_at, last_used_ip"
-)
-_SELECT_BY_ID = f"SELECT {_COLUMNS} FROM tokens WHERE id = ?"  # noqa: S608 - constant columns
-_SELECT_BY_DIGEST = f"SELECT {_COLUMNS} FROM tokens WHERE digest = ?"  # noqa: S608 - constant
+_SELECT_BY_ID = f"SELECT {COLUMNS} FROM tokens WHERE id = ?"  # noqa: S608 - constant columns
+_SELECT_BY_DIGEST = f"SELECT {COLUMNS} FROM tokens WHERE digest = ?"  # noqa: S608 - constant
 _NAME_MATCH = "authsvc_fold(name) LIKE ? ESCAPE '\\'"
-# Sort keys for order="asc"; "desc" reverses every key, so it is the exact mirror image.
-# (expires_at IS NULL) puts tokens that never expire after all others in ascending order.
-_SORT_KEYS: Final[dict[str, tuple[str, ...]]] = {
-    "name": ("authsvc_fold(name)", "name"),
-    "expires_at": ("expires_at IS NULL", "expires_at", "authsvc_fold(name)", "name"),
-}
-_DIRECTIONS: Final = {"asc": "ASC", "desc": "DESC"}
-
-
-def _order_by(sort: str, order: str) -> str:
-    """The ORDER BY clause for a listing; only fixed fragments, never caller text."""
-    if sort not in _SORT_KEYS or order not in _DIRECTIONS:
-        raise ValueError(f"unsupported ordering {sort!r} {order!r}")
-    return ", ".join(f"{key} {_DIRECTIONS[order]}" for key in _SORT_KEYS[sort])
-
-
-_LATEST_SEQ = "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
-
-
-def _fold(value: str | None) -> str | None:
-    """Case-fold for matching and sorting (registered as the SQL function ``authsvc_fold``)."""
-    return None if value is None else value.lower()
-
-
-def _like_pattern(needle: str) -> str:
-    """A LIKE pattern matching ``needle`` anywhere, with ``%``, ``_`` and ``\\`` literal."""
-    escaped = needle.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+_FOLD: Final = "authsvc_fold(name)"  # the folded name, as the listing orders on it
 
 
 class SQLiteStore:
@@ -147,8 +92,10 @@ class SQLiteStore:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authsvc-sqlite")
         try:
             loop = asyncio.get_running_loop()
-            self._conn = await loop.run_in_executor(executor, self._guarded, self._connect)
-            self._reader = await loop.run_in_executor(executor, self._guarded, self._connect_reader)
+            writer = functools.partial(connect, self._path, self._busy_timeout_ms)
+            self._conn = await loop.run_in_executor(executor, self._guarded, writer)
+            reader = functools.partial(connect_reader, self._path)
+            self._reader = await loop.run_in_executor(executor, self._guarded, reader)
         except BaseException:
             if self._conn is not None:
                 self._conn.close()
@@ -210,27 +157,27 @@ class SQLiteStore:
 
     async def list_tokens(self, query: ListQuery) -> tuple[int, list[TokenRecord]]:
         """(total matching, one page of records) for ``query``."""
-        order = _order_by(query.sort, query.order)
+        order = order_by(query.sort, query.order, fold=_FOLD)
         if query.limit < 0 or query.offset < 0:
             raise ValueError("limit and offset must not be negative")
         where, params = "", []
         if query.name_contains is not None:
-            where, params = f" WHERE {_NAME_MATCH}", [_like_pattern(query.name_contains)]
+            where, params = f" WHERE {_NAME_MATCH}", [like_pattern(query.name_contains)]
         count_sql = f"SELECT count(*) FROM tokens{where}"  # noqa: S608 - fixed fragments only
-        page_sql = f"SELECT {_COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments only
+        page_sql = f"SELECT {COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments only
 
         def body(c: sqlite3.Connection) -> tuple[int, list[TokenRecord]]:
             total = int(c.execute(count_sql, params).fetchone()[0])
             rows = c.execute(page_sql, [*params, query.limit, query.offset]).fetchall()
-            return total, [self._record(row) for row in rows]
+            return total, [record_of(row, self._path) for row in rows]
 
         # one read transaction, so the total and the page come from the same snapshot
-        return await self._run(lambda c: self._transaction(c, body, write=False))
+        return await self._run(lambda c: transaction(c, body, write=False))
 
     async def all_tokens(self) -> list[TokenRecord]:
         """Every token, ordered by name."""
-        sql = f"SELECT {_COLUMNS} FROM tokens ORDER BY {_order_by('name', 'asc')}"  # noqa: S608 - constant
-        return await self._run(lambda c: [self._record(row) for row in c.execute(sql)])
+        sql = f"SELECT {COLUMNS} FROM tokens ORDER BY {order_by('name', 'asc', fold=_FOLD)}"  # noqa: S608 - constant
+        return await self._run(lambda c: [record_of(row, self._path) for row in c.execute(sql)])
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -244,7 +191,7 @@ class SQLiteStore:
             if c.execute("SELECT 1 FROM tokens WHERE id = ?", (record.id,)).fetchone():
                 raise StoreError(f"a token with id {record.id} already exists")
             c.execute(
-                f"INSERT INTO tokens ({_COLUMNS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
+                f"INSERT INTO tokens ({COLUMNS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
                 (
                     record.id,
                     record.name,
@@ -259,7 +206,7 @@ class SQLiteStore:
                 ),
             )
 
-        await self._run(lambda c: self._transaction(c, body))
+        await self._run(lambda c: transaction(c, body))
 
     async def update_permissions(
         self, token_id: str, permissions: frozenset[str]
@@ -277,7 +224,7 @@ class SQLiteStore:
             self._log_change(c, token_id, digest)
             return self._one(c, _SELECT_BY_ID, token_id)
 
-        return await self._run(lambda c: self._transaction(c, body))
+        return await self._run(lambda c: transaction(c, body))
 
     async def replace_digest(
         self, token_id: str, digest: bytes
@@ -293,7 +240,7 @@ class SQLiteStore:
             record = self._one(c, _SELECT_BY_ID, token_id)
             return None if record is None else (old, record)
 
-        return await self._run(lambda c: self._transaction(c, body))
+        return await self._run(lambda c: transaction(c, body))
 
     async def delete(self, token_id: str) -> bytes | None:
         """Delete a token; its digest (for cache invalidation), or None if no such token."""
@@ -305,7 +252,7 @@ class SQLiteStore:
                 self._log_change(c, token_id, digest)
             return digest
 
-        return await self._run(lambda c: self._transaction(c, body))
+        return await self._run(lambda c: transaction(c, body))
 
     async def record_usage(self, usages: Sequence[Usage]) -> None:
         """Apply a batch of last-used updates in one transaction, only ever moving forward."""
@@ -316,13 +263,13 @@ class SQLiteStore:
             "UPDATE tokens SET last_used_at = ?, last_used_ip = ?"
             " WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
         )
-        await self._run(lambda c: self._transaction(c, lambda t: t.executemany(sql, rows)))
+        await self._run(lambda c: transaction(c, lambda t: t.executemany(sql, rows)))
 
     # -- change log (not part of the TokenStore protocol) ------------------------------------
 
     async def latest_change(self) -> int:
         """The current high-water mark of the change log (0 before any change)."""
-        return await self._run(self._latest)
+        return await self._run(sqlite_changes.latest)
 
     async def changes_since(self, seq: int) -> tuple[int, list[tuple[bytes, float]]]:
         """(new high-water mark, (digest, changed_at) of changes after ``seq``), oldest first,
@@ -332,27 +279,7 @@ class SQLiteStore:
         ``seq`` is ahead of the log (the database was replaced): drop the whole cache, then
         continue from :meth:`latest_change`.
         """
-
-        def body(c: sqlite3.Connection) -> tuple[int, list[tuple[bytes, float]]]:
-            high = self._latest(c)
-            oldest = c.execute("SELECT min(seq) FROM changes").fetchone()[0]
-            floor = high if oldest is None else int(oldest) - 1
-            if seq > high or seq < floor:
-                raise ChangesPruned(
-                    f"token store {self._path}: changes after {seq} are no longer available"
-                    f" (log holds {floor + 1}..{high})"
-                )
-            rows = c.execute(
-                "SELECT digest, changed_at FROM changes WHERE seq > ? AND digest IS NOT NULL"
-                " ORDER BY seq",
-                (seq,),
-            )
-            first: dict[bytes, float] = {}
-            for digest, changed_at in rows:
-                first.setdefault(bytes(digest), float(changed_at))
-            return high, list(first.items())
-
-        return await self._run(lambda c: self._transaction(c, body, write=False))
+        return await self._run(lambda c: sqlite_changes.changes_after(c, seq, self._path))
 
     # -- worker-thread side ------------------------------------------------------------------
 
@@ -374,145 +301,16 @@ class SQLiteStore:
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
 
-    @staticmethod
-    def _transaction(
-        conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], _T], *, write: bool = True
-    ) -> _T:
-        """Run ``body`` in one transaction: all of it is committed, or none of it."""
-        # IMMEDIATE takes the write lock up front: a deferred transaction that later tries to
-        # write fails at once with SQLITE_BUSY instead of waiting out busy_timeout
-        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-        try:
-            result = body(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):  # the original error says more
-                    conn.execute("ROLLBACK")
-            raise
-        return result
-
-    def _connect(self) -> sqlite3.Connection:
-        path = Path(self._path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):  # sqlite gives -wal/-shm the same mode
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        conn = sqlite3.connect(
-            path,
-            timeout=self._busy_timeout_ms / 1000,
-            isolation_level=None,
-            check_same_thread=False,
-        )
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms:d}")
-            mode = self._switch_to_wal(conn)
-            if str(mode).lower() != "wal":
-                raise StoreUnavailable(
-                    f"token store {self._path}: cannot use the WAL journal here (got {mode})"
-                )
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.create_function("authsvc_fold", 1, _fold, deterministic=True)
-            self._migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _connect_reader(self) -> sqlite3.Connection:
-        """The read-only connection used on the event loop (see get_by_digest)."""
-        conn = sqlite3.connect(
-            Path(self._path), timeout=0, isolation_level=None, check_same_thread=False
-        )
-        try:
-            conn.execute("PRAGMA busy_timeout = 0")  # never block the event loop
-            conn.execute("PRAGMA query_only = ON")
-            conn.create_function("authsvc_fold", 1, _fold, deterministic=True)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _switch_to_wal(self, conn: sqlite3.Connection) -> object:
-        """Set the WAL journal, retrying while another connection holds the file.
-
-        Two processes opening a new file at once can both read it, then both try to switch:
-        SQLite refuses one of them at once instead of calling the busy handler.
-        """
-        deadline = time.monotonic() + self._busy_timeout_ms / 1000
-        while True:
-            try:
-                return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(0.01)  # on the worker thread, never the event loop
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        def version(c: sqlite3.Connection) -> int:
-            found = int(c.execute("PRAGMA user_version").fetchone()[0])
-            if found > SCHEMA_VERSION:
-                raise StoreError(
-                    f"database schema version {found} is newer than this authsvc supports"
-                    f" ({SCHEMA_VERSION}); upgrade authsvc"
-                )
-            return found
-
-        def body(c: sqlite3.Connection) -> None:
-            current = version(c)  # again under the lock: another process may have migrated
-            for step in _MIGRATIONS[current:]:
-                for statement in step:
-                    c.execute(statement)
-            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
-
-        if version(conn) < SCHEMA_VERSION:
-            self._transaction(conn, body)
-
     def _one(self, conn: sqlite3.Connection, sql: str, key: object) -> TokenRecord | None:
         row = conn.execute(sql, (key,)).fetchone()
-        return None if row is None else self._record(row)
+        return None if row is None else record_of(row, self._path)
 
     @staticmethod
     def _digest(conn: sqlite3.Connection, token_id: str) -> bytes | None:
         row = conn.execute("SELECT digest FROM tokens WHERE id = ?", (token_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
-    @staticmethod
-    def _latest(conn: sqlite3.Connection) -> int:
-        row = conn.execute(_LATEST_SEQ).fetchone()
-        return 0 if row is None else int(row[0])
-
     def _log_change(self, conn: sqlite3.Connection, token_id: str, digest: bytes) -> None:
-        now = self._clock()
-        conn.execute(
-            "INSERT INTO changes (token_id, digest, changed_at) VALUES (?, ?, ?)",
-            (token_id, digest, now),
-        )
-        # prune a prefix by seq (not by time alone) so the log is always a contiguous suffix
-        conn.execute(
-            "DELETE FROM changes WHERE seq <= (SELECT max(seq) FROM changes WHERE changed_at < ?)",
-            (now - self._change_retention,),
-        )
-
-    def _record(self, row: Sequence[Any]) -> TokenRecord:
-        token_id, name, permissions, ip_filter, created_at, expires_at, created_by, *used = row
-        try:
-            names = json.loads(permissions)
-            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-                raise ValueError("not a JSON array of strings")
-        except ValueError as exc:
-            raise StoreUnavailable(
-                f"token store {self._path}: token {token_id} has unreadable permissions ({exc})"
-            ) from exc
-        return TokenRecord(
-            id=str(token_id),
-            name=str(name),
-            permissions=shared_permissions(names),
-            ip_filter=None if ip_filter is None else sys.intern(str(ip_filter)),
-            created_at=float(created_at),
-            expires_at=_optional_float(expires_at),
-            created_by=sys.intern(str(created_by)),
-            last_used_at=_optional_float(used[0]),
-            last_used_ip=None if used[1] is None else str(used[1]),
+        sqlite_changes.log_change(
+            conn, token_id, digest, now=self._clock(), retention=self._change_retention
         )
