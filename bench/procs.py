@@ -98,6 +98,14 @@ class Procs:
             "http://authsvc/auth", "http://floor/auth"
         )
         (prefix / "floor-auth.conf").write_text(floor)
+        # The optional micro-cache (deploy/nginx/microcache/), its zone in the work dir.
+        zone = (shipped / "microcache" / "authsvc-microcache-zone.conf").read_text()
+        tmpfs = "/run/authsvc-microcache "
+        if tmpfs not in zone:
+            raise RuntimeError(f"authsvc-microcache-zone.conf no longer uses {tmpfs.strip()}")
+        (prefix / "microcache-zone.conf").write_text(
+            zone.replace(tmpfs, f"{prefix / 'microcache'} ")
+        )
         temp = "".join(
             f"  {k}_temp_path {prefix / k};\n"
             for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -114,6 +122,7 @@ events {{ worker_connections 4096; }}
 http {{
   access_log off;
 {temp}  include {prefix / "upstream.conf"};
+  include {prefix / "microcache-zone.conf"};
   upstream floor {{ server 127.0.0.1:{ports["floor-app"]}; keepalive 32; }}
   server {{ listen 127.0.0.1:{ports["plain"]}; root {www}; location / {{ }} }}
   server {{
@@ -129,6 +138,11 @@ http {{
   server {{
 {svc_listens}    root {www};
     include {shipped / "authsvc-auth.conf"};
+    location / {{ include {shipped / "authsvc-protect.conf"}; }}
+  }}
+  server {{
+    listen 127.0.0.1:{ports["svc-microcache"]}; root {www};
+    include {shipped / "microcache" / "authsvc-auth-microcache.conf"};
     location / {{ include {shipped / "authsvc-protect.conf"}; }}
   }}
 }}

@@ -64,7 +64,9 @@ def _targets(results: dict[str, Any]) -> str:
     )
     out.append(
         f"\nsvc-hit / nginxauth = {rps['svc-hit'] / rps['nginxauth']:.2f}; "
-        f"svc-hit / plain = {rps['svc-hit'] / rps['plain']:.2f}"
+        f"svc-hit / plain = {rps['svc-hit'] / rps['plain']:.2f}; "
+        f"svc-microcache / nginxauth = {rps['svc-microcache'] / rps['nginxauth']:.2f}; "
+        f"svc-microcache / svc-hit = {rps['svc-microcache'] / rps['svc-hit']:.2f}"
     )
     return "\n".join(out)
 
@@ -85,7 +87,10 @@ Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `scripts/bench --rounds {ar
 
 {_table(results["medians"])}
 
-(`svc-deny` answers 403 and `svc-junk` 401 by design: their non-2xx count is every request.)
+(`svc-deny` answers 403 and `svc-junk` 401 by design: their non-2xx count is every request.
+`svc-microcache` is `svc-hit`'s request through the optional nginx micro-cache of
+`deploy/nginx/microcache/`: the same token, method, target and client every time, its best
+case, in which authsvc decides about once per second or two and nginx answers the rest.)
 
 ## Targets
 

@@ -35,7 +35,16 @@ REPO = Path(__file__).resolve().parents[1]
 KEY = "b" * 64
 CATALOG_PATH = "/api/v1/queries/running"  # MonitorQueries grants it
 DENIED_PATH = "/api/v1/users"  # ManageUsers does; the bench token lacks it
-PATHS = ("plain", "nginxauth", "floor", "svc-hit", "svc-deny", "svc-junk", "svc-miss")
+PATHS = (
+    "plain",
+    "nginxauth",
+    "floor",
+    "svc-hit",
+    "svc-deny",
+    "svc-junk",
+    "svc-miss",
+    "svc-microcache",
+)
 
 
 def main() -> None:
@@ -95,6 +104,8 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
         "svc-deny": {"Authorization": f"Bearer {hot}"},
         "svc-junk": {"Authorization": "Bearer authsvc_" + "A" * 49},
         "svc-miss": {},
+        # svc-hit's request through the optional nginx micro-cache (deploy/nginx/microcache/).
+        "svc-microcache": {"Authorization": f"Bearer {hot}"},
     }
     rounds: dict[str, list[Result]] = {name: [] for name in PATHS}
     for round_ in range(args.rounds):
@@ -112,7 +123,7 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
             )
             rounds[name].append(result)
             print(
-                f"  round {round_ + 1} {name:10} {result.rps:9.0f} req/s  p50 "
+                f"  round {round_ + 1} {name:14} {result.rps:9.0f} req/s  p50 "
                 f"{result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
                 f"non-2xx {result.non_2xx}  socket errors {result.socket_errors}",
                 flush=True,

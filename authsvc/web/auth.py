@@ -188,7 +188,9 @@ class AuthHandler:
         if reason is not Reason.OK:
             return reason, record, False
         self._runtime.usage.note(record.id, now, described.client_ip)
-        later = now + MICROCACHE_SECONDS
+        # nginx counts X-Accel-Expires in whole seconds from when it stores the answer,
+        # so a 1 s hint can be reused for up to 2 s: the token must stay valid that long.
+        later = now + 2 * MICROCACHE_SECONDS
         return reason, record, not is_expired(record, config.policy, later)
 
 
