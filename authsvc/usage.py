@@ -17,6 +17,9 @@ from authsvc.store import StoreError, TokenStore, Usage
 log = logging.getLogger("authsvc.usage")
 
 
+_YIELD_EVERY = 500
+
+
 class UsageRecorder:
     """Collects (token id → last use) and flushes it to the store."""
 
@@ -34,10 +37,15 @@ class UsageRecorder:
         if not self._pending:
             return
         batch, self._pending = self._pending, {}
+        usages = []
+        for count, (token_id, (used_at, ip)) in enumerate(batch.items(), 1):
+            usages.append(Usage(token_id, used_at, str(ip)))
+            if count % _YIELD_EVERY == 0:
+                # Tens of thousands of tokens used since the last flush: let requests in
+                # between, rather than hold the event loop for milliseconds.
+                await asyncio.sleep(0)
         try:
-            await self._store.record_usage(
-                [Usage(token_id, used_at, str(ip)) for token_id, (used_at, ip) in batch.items()]
-            )
+            await self._store.record_usage(usages)
         except StoreError as error:
             # Last-used data is advisory: keep the newest values for the next try.
             for token_id, usage in batch.items():

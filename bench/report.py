@@ -96,6 +96,9 @@ case, in which authsvc decides about once per second or two and nginx answers th
 
 {_targets(results)}
 
+Where a target is not met, `docs/performance-notes.md` shows the profile and what stands
+in the way.
+
 ## Pure core (µs per call, best of 5 × 50,000)
 
 | call | µs |

@@ -267,7 +267,8 @@ def _machine() -> dict[str, str]:
         ),
         platform.processor(),
     )
-    nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False).stderr
+    version = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False)
+    nginx = version.stderr.strip()
     return {
         "cores": str(os.cpu_count()),
         "cpu": model,
