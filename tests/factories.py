@@ -30,6 +30,23 @@ BASE: dict[str, Any] = {
 }
 
 
+#: The fields of the token object of SPEC §4, pinned here once for every test.
+TOKEN_FIELDS = frozenset(
+    {
+        "id",
+        "name",
+        "permissions",
+        "ip_filter",
+        "created_at",
+        "expires_at",
+        "status",
+        "created_by",
+        "last_used_at",
+        "last_used_ip",
+    }
+)
+
+
 def make_config(tmp: Path | None = None, **overrides: Any) -> Config:
     """A valid configuration: BASE with top-level keys replaced by ``overrides``
     (``security_policy`` entries are merged into the defaults)."""

@@ -19,7 +19,7 @@ from authsvc.audit import rfc3339
 from authsvc.runtime import Runtime
 from authsvc.store import ListQuery
 from authsvc.tokens import SECRET_PATTERN, TokenRecord, new_secret
-from tests.factories import FrozenClock
+from tests.factories import TOKEN_FIELDS, FrozenClock
 from tests.webapp import (
     MANAGE,
     NOW,
@@ -35,18 +35,6 @@ from tests.webapp import (
 )
 
 TOKENS = "/admin/v1/tokens"
-TOKEN_FIELDS = {
-    "id",
-    "name",
-    "permissions",
-    "ip_filter",
-    "created_at",
-    "expires_at",
-    "status",
-    "created_by",
-    "last_used_at",
-    "last_used_ip",
-}
 UNKNOWN_ID = "tok_0123456789abcdef"
 DAY = 86400
 _ABSENT: Any = object()

@@ -27,22 +27,10 @@ import yaml
 from authsvc.secret_key import load_secret_key
 from authsvc.store.sqlite import SQLiteStore
 from authsvc.tokens import TokenRecord, digest
-from tests.factories import BASE
+from tests.factories import BASE, TOKEN_FIELDS
 
 SECRET_LINE = re.compile(r"^authsvc_[0-9A-Za-z]{49}$")
 SECRET_ANYWHERE = re.compile(r"authsvc_[0-9A-Za-z]{49}")
-TOKEN_FIELDS = {
-    "id",
-    "name",
-    "permissions",
-    "ip_filter",
-    "created_at",
-    "expires_at",
-    "status",
-    "created_by",
-    "last_used_at",
-    "last_used_ip",
-}
 RUN_TIMEOUT = 60  # a hang guard, not a timing assertion
 
 

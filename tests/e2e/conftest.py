@@ -250,18 +250,21 @@ def upstream(echo_upstream: EchoUpstream) -> EchoUpstream:
     return echo_upstream
 
 
-@pytest.fixture
-def isolated_stack(nginx_binary: str, tmp_path: Path) -> Iterator[Stack]:
-    """A private authsvc + nginx + upstream that a test may stop or break."""
+@contextlib.contextmanager
+def running_stack(
+    nginx_binary: str, workdir: Path, proxy_class: type[NginxProxy] = NginxProxy
+) -> Iterator[Stack]:
+    """Start an upstream, authsvc and nginx (``proxy_class``) in ``workdir``; stop them all
+    afterwards, whatever happened."""
     upstream = EchoUpstream()
     upstream.start()
     server: AuthsvcServer | None = None
     proxy: NginxProxy | None = None
     try:
-        server = start_authsvc(tmp_path / "authsvc")
-        proxy = NginxProxy(
+        server = start_authsvc(workdir / "authsvc")
+        proxy = proxy_class(
             nginx_binary,
-            tmp_path / "nginx",
+            workdir / "nginx",
             listen_port=free_port(),
             auth_port=server.auth_port,
             upstream_port=upstream.port,
@@ -274,3 +277,10 @@ def isolated_stack(nginx_binary: str, tmp_path: Path) -> Iterator[Stack]:
         if server is not None:
             server.stop()
         upstream.stop()
+
+
+@pytest.fixture
+def isolated_stack(nginx_binary: str, tmp_path: Path) -> Iterator[Stack]:
+    """A private authsvc + nginx + upstream that a test may stop or break."""
+    with running_stack(nginx_binary, tmp_path) as stack:
+        yield stack

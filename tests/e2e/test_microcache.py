@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 from authsvc.tokens import new_secret
-from tests.e2e.conftest import NGINX_DIR, NginxProxy, Response
+from tests.e2e.conftest import NGINX_DIR, NginxProxy, Response, running_stack
 from tests.e2e.upstream import EchoUpstream
-from tests.processes import AuthsvcServer, IssuedToken, free_port, start_authsvc
+from tests.processes import AuthsvcServer, IssuedToken
 
 pytestmark = pytest.mark.e2e
 
@@ -121,27 +121,9 @@ class McStack:
 @contextlib.contextmanager
 def microcache_stack(nginx_binary: str, workdir: Path) -> Iterator[McStack]:
     """Start authsvc, the upstream and the micro-cache nginx; stop them all afterwards."""
-    upstream = EchoUpstream()
-    upstream.start()
-    server: AuthsvcServer | None = None
-    proxy: MicrocacheProxy | None = None
-    try:
-        server = start_authsvc(workdir / "authsvc")
-        proxy = MicrocacheProxy(
-            nginx_binary,
-            workdir / "nginx",
-            listen_port=free_port(),
-            auth_port=server.auth_port,
-            upstream_port=upstream.port,
-        )
-        proxy.start()
-        yield McStack(authsvc=server, nginx=proxy, upstream=upstream)
-    finally:
-        if proxy is not None:
-            proxy.stop()
-        if server is not None:
-            server.stop()
-        upstream.stop()
+    with running_stack(nginx_binary, workdir, MicrocacheProxy) as stack:
+        assert isinstance(stack.nginx, MicrocacheProxy)
+        yield McStack(authsvc=stack.authsvc, nginx=stack.nginx, upstream=stack.upstream)
 
 
 @pytest.fixture(scope="module")
