@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 from http import HTTPStatus
+from typing import Any
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger("authsvc.http")
@@ -74,8 +76,30 @@ class QuietJsonServer(QuietServer):
     handler_class = QuietJsonRequestHandler
 
 
+class AdminAccessLogger(AbstractAccessLogger):
+    """One line per admin request: client, method, path without its query string (where
+    a careless client might put a token), status, size, duration. No Referer or
+    User-Agent: they are the client's to fill with anything."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %s %.1fms',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time * 1000,
+        )
+
+
 class QuietAppRunner(web.AppRunner):
-    """``web.AppRunner`` serving its application through a :class:`QuietJsonServer`."""
+    """``web.AppRunner`` serving its application through a :class:`QuietJsonServer`, with
+    :class:`AdminAccessLogger` as its access log."""
+
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        kwargs.setdefault("access_log_class", AdminAccessLogger)
+        super().__init__(app, **kwargs)
 
     async def _make_server(self) -> web.Server:
         # Let aiohttp run the application's start-up and build its server, then serve the

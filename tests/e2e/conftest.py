@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from authsvc.tokens import SECRET_PATTERN
 from tests.e2e.upstream import EchoUpstream
 from tests.pg import PgSession
 from tests.processes import REPO, AuthsvcServer, free_port, start_authsvc, stop_process
@@ -217,10 +218,15 @@ def e2e_store(request: pytest.FixtureRequest, pg_session: PgSession) -> dict[str
 def authsvc_server(
     tmp_path_factory: pytest.TempPathFactory, e2e_store: dict[str, Any]
 ) -> Iterator[AuthsvcServer]:
-    """``authsvc serve`` with the e2e configuration (cache.ttl 1s), ready to answer."""
+    """``authsvc serve`` with the e2e configuration (cache.ttl 1s), ready to answer.
+
+    After the session, its whole log (INFO level, every request the e2e tests made, junk
+    and forged ones included) must not hold a single token secret (SECURITY 14)."""
     server = start_authsvc(tmp_path_factory.mktemp("authsvc"), **e2e_store)
     yield server
     server.stop()
+    leaked = SECRET_PATTERN.findall(server.log())
+    assert not leaked, f"token secrets in the authsvc log: {len(leaked)}"
 
 
 @pytest.fixture(scope="session")
