@@ -1490,3 +1490,23 @@ class TestOversizedRequestHead:
         assert 400 <= reply.status < 500
         assert isinstance(reply.body, dict), reply.text[:200]
         error_of(reply, reply.body["error"]["code"], reply.status)
+
+
+class TestNameFilterCharacters:
+    @pytest.mark.parametrize(
+        "encoded",
+        [
+            pytest.param("%00", id="nul"),
+            pytest.param("a%00b", id="inner-nul"),
+            pytest.param("%0A", id="newline"),
+            pytest.param("%1B%5B0m", id="escape-sequence"),
+        ],
+    )
+    async def test_control_characters_are_refused(
+        self, admin_client: Client, admin_secret: str, encoded: str
+    ) -> None:
+        """A name filter no token name can match is a 400, alike on both stores."""
+        reply = await send(
+            admin_client, "GET", URL(f"{TOKENS}?name={encoded}", encoded=True), admin_secret
+        )
+        error_of(reply, "invalid_query", 400)

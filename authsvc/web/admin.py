@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal, cast
 
@@ -127,6 +128,10 @@ def _list_query(request: web.Request) -> ListQuery:
     name = params.get("name") or None
     if name is not None and len(name) > 100:
         raise ApiError("invalid_query", "name is at most 100 characters.")
+    if name is not None and not _searchable(name):
+        # No token name holds these (policy.check_name), and the stores would read them
+        # differently (SQLite stops at NUL): refuse rather than answer inconsistently.
+        raise ApiError("invalid_query", "name may not contain control or surrogate characters.")
     return ListQuery(
         name_contains=name,
         sort=cast(Literal["name", "expires_at"], sort),
@@ -143,6 +148,10 @@ def _token_id(request: web.Request) -> str:
     if not is_token_id(token_id):
         raise ApiError("not_found", "No token has this id (ids look like tok_0123456789abcdef).")
     return token_id
+
+
+def _searchable(text: str) -> bool:
+    return not any(unicodedata.category(char) in ("Cc", "Cs") for char in text)
 
 
 def _int_param(text: str, key: str, low: int, high: int) -> int:
