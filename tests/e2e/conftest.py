@@ -162,9 +162,13 @@ class NginxProxy:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         return self.send_raw(head + body, method=method)
 
+    #: The loopback address requests come from (nginx sees it as $remote_addr).
+    _source = "127.0.0.1"
+
     def send_raw(self, data: bytes, *, method: str = "GET") -> Response:
         """Send raw bytes as one request and read the response."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+        address, source = ("127.0.0.1", self.port), (self._source, 0)
+        with socket.create_connection(address, timeout=10, source_address=source) as sock:
             sock.sendall(data)
             response = http.client.HTTPResponse(sock, method=method)
             try:

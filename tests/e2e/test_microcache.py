@@ -14,7 +14,6 @@ import contextlib
 import http.client
 import math
 import re
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,8 +43,6 @@ SLACK = 2.0  # for slow machines; the bound itself is CACHE_TTL + REUSE_LIMIT
 class MicrocacheProxy(NginxProxy):
     """nginx running the shipped files, with the micro-cache variant of the auth location."""
 
-    _source = "127.0.0.1"
-
     @property
     def cache_dir(self) -> Path:
         """Where the rendered zone keeps its files (the tmpfs /run/... in production)."""
@@ -73,18 +70,6 @@ class MicrocacheProxy(NginxProxy):
         assert count == 1, "conftest.NginxProxy no longer writes an http block"
         conf.write_text(text)
         return conf
-
-    def send_raw(self, data: bytes, *, method: str = "GET") -> Response:
-        """Send raw bytes as one request from the current source address."""
-        address, source = ("127.0.0.1", self.port), (self._source, 0)
-        with socket.create_connection(address, timeout=10, source_address=source) as sock:
-            sock.sendall(data)
-            response = http.client.HTTPResponse(sock, method=method)
-            try:
-                response.begin()
-                return Response(response.status, tuple(response.getheaders()), response.read())
-            finally:
-                response.close()
 
     def request_from(
         self, source: str, method: str, target: str, headers: Sequence[tuple[str, str]] = ()
