@@ -532,6 +532,11 @@ class TestList:
             pytest.param("page=2", id="unknown-param"),
             pytest.param("limit=1&limit=2", id="repeated-param"),
             pytest.param("sort=name&sort=expires_at", id="repeated-sort"),
+            # no token name holds control characters, and the stores read them differently
+            pytest.param("name=%00", id="name-nul"),
+            pytest.param("name=a%00b", id="name-inner-nul"),
+            pytest.param("name=%0A", id="name-newline"),
+            pytest.param("name=%1B%5B0m", id="name-escape-sequence"),
         ],
     )
     async def test_bad_query_is_400(
@@ -1490,23 +1495,3 @@ class TestOversizedRequestHead:
         assert 400 <= reply.status < 500
         assert isinstance(reply.body, dict), reply.text[:200]
         error_of(reply, reply.body["error"]["code"], reply.status)
-
-
-class TestNameFilterCharacters:
-    @pytest.mark.parametrize(
-        "encoded",
-        [
-            pytest.param("%00", id="nul"),
-            pytest.param("a%00b", id="inner-nul"),
-            pytest.param("%0A", id="newline"),
-            pytest.param("%1B%5B0m", id="escape-sequence"),
-        ],
-    )
-    async def test_control_characters_are_refused(
-        self, admin_client: Client, admin_secret: str, encoded: str
-    ) -> None:
-        """A name filter no token name can match is a 400, alike on both stores."""
-        reply = await send(
-            admin_client, "GET", URL(f"{TOKENS}?name={encoded}", encoded=True), admin_secret
-        )
-        error_of(reply, "invalid_query", 400)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +40,7 @@ class CountingStore:
         return await self.inner.get_by_digest(digest)
 
 
-@pytest.fixture
-def clock() -> FrozenClock:
-    return FrozenClock(2_000_000_000.0)
-
-
-@pytest.fixture
-async def runtime(tmp_path: Path, clock: FrozenClock, store_url: str) -> AsyncIterator[Runtime]:
-    config = make_config(tmp_path, store=store_url)
-    runtime = await Runtime.open(config, clock=clock, environ=ENV)
-    yield runtime
-    await runtime.close()
-
-
+# ``clock`` and ``runtime`` (one per store kind) come from tests/webapp.py.
 @pytest.fixture
 async def client(runtime: Runtime, aiohttp_client: ClientMaker) -> Client:
     return await auth_client(aiohttp_client, runtime)

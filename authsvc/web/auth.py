@@ -59,6 +59,7 @@ _BODY: dict[Reason, str] = {
 #: Seconds an allow may be reused by nginx's optional micro-cache (deploy/nginx/microcache):
 #: nginx honours X-Accel-Expires over Cache-Control, and only where proxy_cache is on.
 MICROCACHE_SECONDS = 1
+_REUSABLE = str(MICROCACHE_SECONDS)
 
 
 def _denial_headers(reason: Reason) -> dict[str, str]:
@@ -148,7 +149,7 @@ class AuthHandler:
                 "X-Auth-Token-Id": record.id,
                 "X-Auth-Token-Name": header_safe(record.name),
                 "Cache-Control": "no-store",
-                "X-Accel-Expires": str(MICROCACHE_SECONDS) if reusable else "0",
+                "X-Accel-Expires": _REUSABLE if reusable else "0",
             },
         )
 
