@@ -18,15 +18,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from authsvc.config import Config, ConfigError, load_config
-from authsvc.config_check import refusals
-from authsvc.policy import Refused
-from authsvc.runtime import Runtime
-from authsvc.secret_key import SecretKeyError
-from authsvc.service import CLI_ACTOR
-from authsvc.store import StoreError, TokenStore, open_store, schema_version
-from authsvc.token_view import token_object
-from authsvc.tokens import TokenRecord, is_token_id
+from authsvc.config import Config, ConfigError
+from authsvc.config.check import refusals
+from authsvc.config.load import load_config
+from authsvc.rules.policy import Refused
+from authsvc.rules.tokens import TokenRecord, is_token_id
+from authsvc.service.runtime import Runtime
+from authsvc.service.secret_key import SecretKeyError
+from authsvc.service.token_service import CLI_ACTOR
+from authsvc.service.token_view import token_object
+from authsvc.store import StoreError, TokenStore, open_store
 
 DEFAULT_CONFIG = "config/authsvc.yaml"
 EXIT_FAILURE = 1
@@ -187,12 +188,6 @@ def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
         return asyncio.run(_migrate(store))
     if args.command == "config":
         print(f"{config.path}: configuration is valid")
-        if config.store.startswith("sqlite:///"):
-            database = Path(config.store.removeprefix("sqlite:///"))
-            if not database.exists():
-                # checking a file must not create the store as a side effect
-                print(f"no token store at {database} yet: no tokens to check")
-                return 0
         return asyncio.run(_config_check(config, store))
     token_id = getattr(args, "id", None)
     if token_id is not None and not is_token_id(token_id):
@@ -205,7 +200,7 @@ def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers > 1:
-        from authsvc.workers import Supervisor  # noqa: PLC0415
+        from authsvc.service.workers import Supervisor  # noqa: PLC0415
 
         return Supervisor(config, args.workers).run()
     # aiohttp is imported only where it is needed: token commands start faster.
@@ -219,7 +214,7 @@ async def _migrate(store: TokenStore) -> int:
     """Opening a store applies its pending migrations (under a lock on PostgreSQL)."""
     await store.open()
     await store.close()
-    print(f"token store schema is at version {schema_version(store)}: up to date")
+    print(f"token store schema is at version {store.schema_version}: up to date")
     return 0
 
 
@@ -293,6 +288,10 @@ def _print_tokens(
 
 
 async def _config_check(config: Config, store: TokenStore) -> int:
+    if not await store.exists():
+        # checking a file must not create the store as a side effect
+        print(f"no token store at {store.name} yet: no tokens to check")
+        return 0
     await store.open()
     try:
         records = await store.all_tokens()

@@ -9,8 +9,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from authsvc.store.sqlite import SQLiteStore
-from authsvc.tokens import ALPHABET, PREFIX, RANDOM_LENGTH, checksum, digest
+from authsvc.rules.tokens import ALPHABET, PREFIX, RANDOM_LENGTH, checksum, digest
+from authsvc.store.sqlite.store import SQLiteStore
 
 
 def fast_secret() -> str:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import yaml
 
-from authsvc.config import Config, parse_config
-from authsvc.decision import decide
-from authsvc.ipfilter import NetworkSet
-from authsvc.request import Described, describe
-from authsvc.tokens import TokenRecord
+from authsvc.config import Config
+from authsvc.config.load import parse_config
+from authsvc.rules.decision import decide
+from authsvc.rules.ipfilter import NetworkSet
+from authsvc.rules.request import Described, describe
+from authsvc.rules.tokens import TokenRecord
 
 REPO = Path(__file__).resolve().parents[1]
 

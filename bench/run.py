@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from authsvc.tokens import digest
+from authsvc.rules.tokens import digest
 from bench import micro
 from bench.data import bulk_tokens, fast_secret
 from bench.procs import Procs, rss_mb, wait_http

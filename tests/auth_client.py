@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestClient
 
-from authsvc.runtime import Runtime
+from authsvc.service.runtime import Runtime
 from authsvc.web.app import create_admin_app
 from authsvc.web.auth import create_auth_server
 from authsvc.web.protocol import QuietAppRunner

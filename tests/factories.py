@@ -9,8 +9,9 @@ from typing import Any
 
 import yaml
 
-from authsvc.config import Config, parse_config
-from authsvc.tokens import TokenRecord
+from authsvc.config import Config
+from authsvc.config.load import parse_config
+from authsvc.rules.tokens import TokenRecord
 
 BASE: dict[str, Any] = {
     "permissions": {

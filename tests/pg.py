@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg ships no type information
 import pytest
 
-from authsvc.store.postgres import Connection, display_name
+from authsvc.store.postgres.store import Connection, display_name
 from tests.required import unavailable
 
 PG_ENV = "AUTHSVC_TEST_PG"
@@ -96,7 +96,7 @@ async def _create_database(server: str, name: str) -> None:
     conn = await connect(server)
     try:
         await conn.execute(
-            f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\''
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'"
             " LC_COLLATE 'C' LC_CTYPE 'C'"
         )
     finally:
@@ -140,8 +140,9 @@ async def pg_schema(pg_session: PgSession) -> AsyncIterator[PgSchema]:
     try:
         await admin.execute(f'CREATE SCHEMA "{name}"')
         await admin.execute(f'SET search_path TO "{name}"')
-        yield PgSchema(with_query(pg_session.url, search_path=name, application_name=name),
-                       name, admin)  # fmt: skip
+        yield PgSchema(
+            with_query(pg_session.url, search_path=name, application_name=name), name, admin
+        )
         await admin.execute(f'DROP SCHEMA "{name}" CASCADE')
     finally:
         await admin.close()
@@ -207,8 +208,10 @@ class TcpProxy:
             self._writers.discard(writer)
             return
         self._writers.add(up_writer)
-        pumps = [asyncio.create_task(self._pump(reader, up_writer)),
-                 asyncio.create_task(self._pump(up_reader, writer))]  # fmt: skip
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
         self._tasks.update(pumps)
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)

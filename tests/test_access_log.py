@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from authsvc.runtime import Runtime
+from authsvc.service.runtime import Runtime
 from tests.webapp import Client, mint
 
 SECRET = re.compile(r"authsvc_[0-9A-Za-z]{49}")

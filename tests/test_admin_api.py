@@ -15,10 +15,10 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from authsvc.audit import rfc3339
-from authsvc.runtime import Runtime
+from authsvc.rules.tokens import SECRET_PATTERN, TokenRecord, new_secret
+from authsvc.service.audit import rfc3339
+from authsvc.service.runtime import Runtime
 from authsvc.store import ListQuery
-from authsvc.tokens import SECRET_PATTERN, TokenRecord, new_secret
 from tests.factories import TOKEN_FIELDS, FrozenClock
 from tests.webapp import (
     MANAGE,
@@ -900,7 +900,7 @@ class TestAuthorization:
 
 def is_cached(runtime: Runtime, secret: str) -> bool:
     """The record cache holds the token of ``secret``."""
-    return runtime.service.cache.get(runtime.service.digest(secret)) is not None
+    return runtime.cache.get(runtime.service.digest(secret)) is not None
 
 
 class TestChangesTakeEffectAtOnce:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from authsvc.audit import AuditLog, rfc3339
+from authsvc.service.audit import AuditLog, rfc3339
 from tests.factories import FrozenClock
 from tests.test_cli import SECRET_ANYWHERE, Cli, write_config
 

@@ -12,9 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
-from authsvc.runtime import Runtime
-from authsvc.store import TokenStore
-from authsvc.tokens import TokenRecord, new_secret
+from authsvc.rules.tokens import TokenRecord, new_secret
+from authsvc.service.runtime import Runtime
 from authsvc.web.auth import IP_DENIED
 from tests.auth_client import auth_client
 from tests.factories import FrozenClock, make_config
@@ -25,19 +24,17 @@ ENV = {"AUTHSVC_SECRET_KEY": "k" * 40}
 ALLOWED = {"X-Original-Method": "GET", "X-Original-URI": "/api/v1/items/42"}
 
 
-class CountingStore:
-    """Wraps the real store and counts digest lookups."""
+def count_lookups(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Wrap the store's digest lookup; the returned list grows by one digest per lookup."""
+    seen: list[bytes] = []
+    real = runtime.store.get_by_digest
 
-    def __init__(self, inner: TokenStore) -> None:
-        self.inner = inner
-        self.lookups = 0
+    async def counted(digest: bytes) -> TokenRecord | None:
+        seen.append(digest)
+        return await real(digest)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def get_by_digest(self, digest: bytes) -> TokenRecord | None:
-        self.lookups += 1
-        return await self.inner.get_by_digest(digest)
+    monkeypatch.setattr(runtime.store, "get_by_digest", counted)
+    return seen
 
 
 # ``clock`` and ``runtime`` (one per store kind) come from tests/webapp.py.
@@ -272,41 +269,38 @@ class TestRequestDenials:
 
 class TestCacheAndStore:
     async def test_malformed_token_never_reaches_cache_or_store(
-        self, client: Client, runtime: Runtime
+        self, client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Junk is rejected before any lookup (SECURITY 10)."""
-        counting = CountingStore(runtime.store)
-        runtime.service.store = counting
+        lookups = count_lookups(runtime, monkeypatch)
         misses = runtime.metrics.registry.get_sample_value
         misses_before = misses("authsvc_cache_misses_total")
         for junk in ("x", "authsvc_" + "A" * 49, "A" * 8000):
             await client.get("/auth", headers={**ALLOWED, "Authorization": f"Bearer {junk}"})
-        assert counting.lookups == 0
+        assert len(lookups) == 0
         assert misses("authsvc_cache_misses_total") == misses_before
 
     async def test_cache_hit_does_not_touch_the_store(
-        self, client: Client, runtime: Runtime
+        self, client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """The store is read once; later requests are served from the cache."""
-        counting = CountingStore(runtime.store)
-        runtime.service.store = counting
+        lookups = count_lookups(runtime, monkeypatch)
         _, secret = await mint(runtime)
         for _ in range(5):
             assert (await client.get("/auth", headers=bearer(secret))).status == 200
-        assert counting.lookups == 1
+        assert len(lookups) == 1
 
     async def test_concurrent_misses_share_one_lookup(
-        self, client: Client, runtime: Runtime
+        self, client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """A burst for one uncached token costs one store query."""
-        counting = CountingStore(runtime.store)
-        runtime.service.store = counting
+        lookups = count_lookups(runtime, monkeypatch)
         _, secret = await mint(runtime)
         responses = await asyncio.gather(
             *(client.get("/auth", headers=bearer(secret)) for _ in range(20))
         )
         assert {r.status for r in responses} == {200}
-        assert counting.lookups <= 2  # requests may straddle the first lookup's completion
+        assert len(lookups) <= 2  # requests may straddle the first lookup's completion
 
     async def test_store_unavailable_fails_closed_for_uncached_tokens_only(
         self, client: Client, runtime: Runtime

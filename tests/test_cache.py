@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from authsvc.cache import RecordCache
-from authsvc.tokens import TokenRecord
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.cache import RecordCache
 
 
 class Clock:
@@ -93,7 +93,7 @@ class TestMemory:
 class TestSharedPermissions:
     def test_equal_sets_are_one_object(self) -> None:
         """Records with the same permissions share one frozenset."""
-        from authsvc.tokens import shared_permissions  # noqa: PLC0415 - the unit under test
+        from authsvc.rules.tokens import shared_permissions  # noqa: PLC0415 - the unit under test
 
         first = shared_permissions(["Reader", "Writer"])
         second = shared_permissions(["Writer", "Reader"])

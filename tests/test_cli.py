@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from authsvc.secret_key import load_secret_key
-from authsvc.store.sqlite import SQLiteStore
-from authsvc.tokens import TokenRecord, digest
+from authsvc.rules.tokens import TokenRecord, digest
+from authsvc.service.secret_key import load_secret_key
+from authsvc.store.sqlite.store import SQLiteStore
 from tests.factories import BASE, TOKEN_FIELDS
 
 SECRET_LINE = re.compile(r"^authsvc_[0-9A-Za-z]{49}$")

@@ -13,10 +13,9 @@ from authsvc.config import (
     VIEW_TOKENS,
     Config,
     ConfigError,
-    load_config,
-    parse_config,
 )
-from authsvc.endpoints import split_path
+from authsvc.config.load import load_config, parse_config
+from authsvc.rules.endpoints import split_path
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "config" / "authsvc.yaml"
@@ -24,15 +23,30 @@ FILE = Path("/srv/authsvc/authsvc.yaml")  # parse_config does no I/O: any path w
 MINIMAL = "permissions:\n  ReadThings:\n    endpoints: [GET /things]\n"
 
 CATALOG = [
-    "ExportOrganization", "ChangeOrganizationPermissions", "ChangeIdentityProviders",
-    "CreateRepository", "ManageUsers", "ViewUsage", "ChangeOrganizationSettings",
-    "ChangeIPFilters", "ChangeSessions", "ChangeAllViewOrRepositoryPermissions",
-    "IngestAcrossAllReposWithinOrganization", "DeleteAllRepositories", "DeleteAllViews",
-    "ViewAllInternalNotifications", "ChangeFleetManagement", "ViewFleetManagement",
-    "ChangeTriggersToRunAsOtherUsers", "MonitorQueries", "BlockQueries",
-    "ChangeSecurityPolicies", "ChangeExternalFunctions", "ChangeFieldAliases",
+    "ExportOrganization",
+    "ChangeOrganizationPermissions",
+    "ChangeIdentityProviders",
+    "CreateRepository",
+    "ManageUsers",
+    "ViewUsage",
+    "ChangeOrganizationSettings",
+    "ChangeIPFilters",
+    "ChangeSessions",
+    "ChangeAllViewOrRepositoryPermissions",
+    "IngestAcrossAllReposWithinOrganization",
+    "DeleteAllRepositories",
+    "DeleteAllViews",
+    "ViewAllInternalNotifications",
+    "ChangeFleetManagement",
+    "ViewFleetManagement",
+    "ChangeTriggersToRunAsOtherUsers",
+    "MonitorQueries",
+    "BlockQueries",
+    "ChangeSecurityPolicies",
+    "ChangeExternalFunctions",
+    "ChangeFieldAliases",
     "ManageViewConnections",
-]  # fmt: skip
+]
 
 
 def parse(text: str, path: Path = FILE) -> Config:
@@ -248,192 +262,388 @@ class TestValues:
 
 # (file text, the expected message after "<file>: ")
 BAD_CONFIGS = [
-    pytest.param("- permissions\n", "line 1: must be a mapping of settings, not a list",
-                 id="list instead of mapping"),
-    pytest.param("just text\n", "line 1: must be a mapping of settings, not 'just text'",
-                 id="scalar instead of mapping"),
+    pytest.param(
+        "- permissions\n",
+        "line 1: must be a mapping of settings, not a list",
+        id="list instead of mapping",
+    ),
+    pytest.param(
+        "just text\n",
+        "line 1: must be a mapping of settings, not 'just text'",
+        id="scalar instead of mapping",
+    ),
     pytest.param("permissions: [\n", "line 2: invalid YAML", id="invalid YAML"),
-    pytest.param(MINIMAL + "  Other: {endpoints: [GET /x]\n", "line 5: invalid YAML",
-                 id="unclosed flow mapping"),
-    pytest.param("a: 1\n---\nb: 2\n", "line 2: invalid YAML: expected a single document",
-                 id="two documents"),
-    pytest.param("a: \x07\n", "line 1: invalid YAML: special characters are not allowed",
-                 id="control character"),
-    pytest.param("!!python/object/apply:os.system ['true']\n",
-                 "line 1: the YAML tag !!python/object/apply:os.system is not allowed",
-                 id="python tag on the document"),
-    pytest.param(MINIMAL + "store: !!python/object/apply:os.system ['true']\n",
-                 "store (line 4): the YAML tag !!python/object/apply:os.system is not allowed",
-                 id="python tag on a value"),
-    pytest.param(MINIMAL + "cache:\n  ttl: !!binary aGVsbG8=\n",
-                 "cache.ttl (line 5): the YAML tag !!binary is not allowed", id="binary tag"),
-    pytest.param(MINIMAL + "cache: !custom {}\n", "cache (line 4): the YAML tag !custom",
-                 id="local tag"),
-    pytest.param(MINIMAL + "colour: blue\n", "colour (line 4): unknown key; expected one of",
-                 id="unknown top-level key"),
-    pytest.param(MINIMAL + "listen:\n  auth_port: 80\n", "listen.auth_port (line 5): unknown key",
-                 id="unknown listen key"),
-    pytest.param("permissions:\n  A:\n    endpoints: [GET /x]\n    owner: me\n",
-                 "permissions.A.owner (line 4): unknown key", id="unknown permission key"),
-    pytest.param(MINIMAL + "security_policy:\n  max_ttl: 5d\n",
-                 "security_policy.max_ttl (line 5): unknown key", id="unknown policy key"),
-    pytest.param(MINIMAL + "cache:\n  ttl: 5s\n  size: 1\n", "cache.size (line 6): unknown key",
-                 id="unknown cache key"),
-    pytest.param(MINIMAL + "<<: {store: x}\n", "<< (line 4): YAML merge keys are not supported",
-                 id="merge key"),
-    pytest.param(MINIMAL + "store: sqlite:///a.db\nstore: sqlite:///b.db\n",
-                 "store (line 5): is given twice (first on line 4)", id="duplicate key"),
-    pytest.param(MINIMAL + "cache:\n  ttl: 5\n", "cache.ttl (line 5): must be a duration such "
-                 "as 5s, not 5", id="duration without unit"),
-    pytest.param(MINIMAL + "cache:\n  ttl: 0s\n", "cache.ttl (line 5): '0s' is not a duration",
-                 id="zero duration"),
-    pytest.param(MINIMAL + "cache:\n  ttl: 1d\n", "cache.ttl (line 5): '1d' uses the unit 'd', "
-                 "which is not allowed here", id="ttl in days"),
-    pytest.param(MINIMAL + "cache:\n  ttl: 61m\n", "cache.ttl (line 5): must be at most 1h",
-                 id="ttl too long"),
-    pytest.param(MINIMAL + "cache:\n  max_entries: 0\n",
-                 "cache.max_entries (line 5): must be a whole number of at least 1",
-                 id="max_entries zero"),
-    pytest.param(MINIMAL + "cache:\n  max_entries: -5\n",
-                 "cache.max_entries (line 5): must be a whole number of at least 1",
-                 id="max_entries negative"),
-    pytest.param(MINIMAL + "cache:\n  max_entries: true\n",
-                 "cache.max_entries (line 5): must be a whole number, not true",
-                 id="max_entries bool"),
-    pytest.param(MINIMAL + "cache:\n  max_entries: 1.5\n",
-                 "cache.max_entries (line 5): must be a whole number, not 1.5",
-                 id="max_entries float"),
-    pytest.param(MINIMAL + "cache:\n  max_entries: 0x10\n",
-                 "cache.max_entries (line 5): must be a whole number of at least 1 in decimal",
-                 id="max_entries hex"),
-    pytest.param(MINIMAL + "security_policy:\n  max_lifetime: 90\n",
-                 "security_policy.max_lifetime (line 5): must be a duration such as 90d",
-                 id="max_lifetime without unit"),
-    pytest.param(MINIMAL + "security_policy:\n  max_lifetime: 600s\n",
-                 "security_policy.max_lifetime (line 5): '600s' uses the unit 's'",
-                 id="max_lifetime in seconds"),
-    pytest.param(MINIMAL + "security_policy:\n  max_lifetime: 40000d\n",
-                 "security_policy.max_lifetime (line 5): '40000d' is too long",
-                 id="max_lifetime beyond 100 years"),
-    pytest.param(MINIMAL + "security_policy:\n  tokens_enabled: 'yes'\n",
-                 "security_policy.tokens_enabled (line 5): must be true or false, not 'yes'",
-                 id="quoted boolean"),
-    pytest.param(MINIMAL + "security_policy:\n  allow_permission_updates: 1\n",
-                 "security_policy.allow_permission_updates (line 5): must be true or false, "
-                 "not 1", id="number as boolean"),
-    pytest.param(MINIMAL + "security_policy:\n  tokens_enabled:\n",
-                 "security_policy.tokens_enabled (line 5): must be true or false, not null",
-                 id="empty boolean"),
-    pytest.param(MINIMAL + "security_policy:\n  enforce_ip_filter: office\n",
-                 "security_policy.enforce_ip_filter (line 5): there is no IP filter named "
-                 "'office' in ip_filters", id="enforced filter missing"),
-    pytest.param(MINIMAL + "security_policy:\n  enforce_ip_filter: [office]\n",
-                 "security_policy.enforce_ip_filter (line 5): must be a filter name or null, "
-                 "not a list", id="enforced filter not a name"),
+    pytest.param(
+        MINIMAL + "  Other: {endpoints: [GET /x]\n",
+        "line 5: invalid YAML",
+        id="unclosed flow mapping",
+    ),
+    pytest.param(
+        "a: 1\n---\nb: 2\n", "line 2: invalid YAML: expected a single document", id="two documents"
+    ),
+    pytest.param(
+        "a: \x07\n",
+        "line 1: invalid YAML: special characters are not allowed",
+        id="control character",
+    ),
+    pytest.param(
+        "!!python/object/apply:os.system ['true']\n",
+        "line 1: the YAML tag !!python/object/apply:os.system is not allowed",
+        id="python tag on the document",
+    ),
+    pytest.param(
+        MINIMAL + "store: !!python/object/apply:os.system ['true']\n",
+        "store (line 4): the YAML tag !!python/object/apply:os.system is not allowed",
+        id="python tag on a value",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  ttl: !!binary aGVsbG8=\n",
+        "cache.ttl (line 5): the YAML tag !!binary is not allowed",
+        id="binary tag",
+    ),
+    pytest.param(
+        MINIMAL + "cache: !custom {}\n", "cache (line 4): the YAML tag !custom", id="local tag"
+    ),
+    pytest.param(
+        MINIMAL + "colour: blue\n",
+        "colour (line 4): unknown key; expected one of",
+        id="unknown top-level key",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth_port: 80\n",
+        "listen.auth_port (line 5): unknown key",
+        id="unknown listen key",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    endpoints: [GET /x]\n    owner: me\n",
+        "permissions.A.owner (line 4): unknown key",
+        id="unknown permission key",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  max_ttl: 5d\n",
+        "security_policy.max_ttl (line 5): unknown key",
+        id="unknown policy key",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  ttl: 5s\n  size: 1\n",
+        "cache.size (line 6): unknown key",
+        id="unknown cache key",
+    ),
+    pytest.param(
+        MINIMAL + "<<: {store: x}\n",
+        "<< (line 4): YAML merge keys are not supported",
+        id="merge key",
+    ),
+    pytest.param(
+        MINIMAL + "store: sqlite:///a.db\nstore: sqlite:///b.db\n",
+        "store (line 5): is given twice (first on line 4)",
+        id="duplicate key",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  ttl: 5\n",
+        "cache.ttl (line 5): must be a duration such as 5s, not 5",
+        id="duration without unit",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  ttl: 0s\n",
+        "cache.ttl (line 5): '0s' is not a duration",
+        id="zero duration",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  ttl: 1d\n",
+        "cache.ttl (line 5): '1d' uses the unit 'd', which is not allowed here",
+        id="ttl in days",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  ttl: 61m\n",
+        "cache.ttl (line 5): must be at most 1h",
+        id="ttl too long",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  max_entries: 0\n",
+        "cache.max_entries (line 5): must be a whole number of at least 1",
+        id="max_entries zero",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  max_entries: -5\n",
+        "cache.max_entries (line 5): must be a whole number of at least 1",
+        id="max_entries negative",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  max_entries: true\n",
+        "cache.max_entries (line 5): must be a whole number, not true",
+        id="max_entries bool",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  max_entries: 1.5\n",
+        "cache.max_entries (line 5): must be a whole number, not 1.5",
+        id="max_entries float",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  max_entries: 0x10\n",
+        "cache.max_entries (line 5): must be a whole number of at least 1 in decimal",
+        id="max_entries hex",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  max_lifetime: 90\n",
+        "security_policy.max_lifetime (line 5): must be a duration such as 90d",
+        id="max_lifetime without unit",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  max_lifetime: 600s\n",
+        "security_policy.max_lifetime (line 5): '600s' uses the unit 's'",
+        id="max_lifetime in seconds",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  max_lifetime: 40000d\n",
+        "security_policy.max_lifetime (line 5): '40000d' is too long",
+        id="max_lifetime beyond 100 years",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  tokens_enabled: 'yes'\n",
+        "security_policy.tokens_enabled (line 5): must be true or false, not 'yes'",
+        id="quoted boolean",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  allow_permission_updates: 1\n",
+        "security_policy.allow_permission_updates (line 5): must be true or false, not 1",
+        id="number as boolean",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  tokens_enabled:\n",
+        "security_policy.tokens_enabled (line 5): must be true or false, not null",
+        id="empty boolean",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  enforce_ip_filter: office\n",
+        "security_policy.enforce_ip_filter (line 5): there is no IP filter named "
+        "'office' in ip_filters",
+        id="enforced filter missing",
+    ),
+    pytest.param(
+        MINIMAL + "security_policy:\n  enforce_ip_filter: [office]\n",
+        "security_policy.enforce_ip_filter (line 5): must be a filter name or null, not a list",
+        id="enforced filter not a name",
+    ),
     pytest.param("store: sqlite:///a.db\n", "permissions: is required", id="no permissions"),
-    pytest.param("permissions:\n", "permissions (line 1): must be a mapping of at least one "
-                 "permission", id="permissions empty"),
-    pytest.param("permissions: {}\n", "permissions (line 1): must be a mapping of at least one "
-                 "permission name to its endpoints, not an empty mapping", id="permissions {}"),
-    pytest.param("permissions: [A, B]\n", "permissions (line 1): must be a mapping",
-                 id="permissions as list"),
-    pytest.param("permissions:\n  A:\n    description: x\n",
-                 "permissions.A (line 3): needs endpoints", id="no endpoints"),
-    pytest.param("permissions:\n  A:\n    endpoints: []\n",
-                 "permissions.A.endpoints (line 3): must be a list of at least one", id="[]"),
-    pytest.param("permissions:\n  A:\n    endpoints: GET /x\n",
-                 "permissions.A.endpoints (line 3): must be a list", id="endpoints not a list"),
-    pytest.param("permissions:\n  A:\n", "permissions.A (line 2): must be a mapping with "
-                 "description and endpoints, not null", id="permission empty"),
-    pytest.param("permissions:\n  A:\n    description: 2024\n    endpoints: [GET /x]\n",
-                 "permissions.A.description (line 3): must be a string, not 2024",
-                 id="description not a string"),
-    pytest.param("permissions:\n  A:\n    endpoints:\n      - GET /x\n      - get /y\n",
-                 "permissions.A.endpoints.1 (line 5): 'get /y': the method must be an "
-                 "upper-case", id="bad template"),
-    pytest.param("permissions:\n  A:\n    endpoints:\n      - GET /x/../y\n",
-                 "permissions.A.endpoints.0 (line 4): 'GET /x/../y' has a '..' segment",
-                 id="dot-dot template"),
-    pytest.param("permissions:\n  A:\n    endpoints:\n      - GET /x\n      - GET /x\n",
-                 "permissions.A.endpoints.1 (line 5): 'GET /x' is listed twice",
-                 id="duplicate template"),
-    pytest.param("permissions:\n  A:\n    endpoints:\n      - {GET: /x}\n",
-                 "permissions.A.endpoints.0 (line 4): must be a 'METHOD /path' template, "
-                 "not a mapping", id="template as mapping"),
-    pytest.param(MINIMAL + "  ManageOrganizationTokens:\n    endpoints: [GET /y]\n",
-                 "permissions.ManageOrganizationTokens (line 4): is reserved",
-                 id="reserved permission redefined"),
-    pytest.param(MINIMAL + "  ViewOrganizationTokens:\n    endpoints: [GET /y]\n",
-                 "permissions.ViewOrganizationTokens (line 4): is reserved",
-                 id="other reserved permission"),
-    pytest.param(MINIMAL + "  Read-Things:\n    endpoints: [GET /y]\n",
-                 "permissions.Read-Things (line 4): must be a letter, then letters, digits "
-                 "or '_'", id="bad permission name"),
-    pytest.param(MINIMAL + "  1Read:\n    endpoints: [GET /y]\n",
-                 "permissions.1Read (line 4): must be a letter", id="name starts with digit"),
-    pytest.param(MINIMAL + "ip_filters:\n  office: |\n    allow 10.0.0.0/8\n"
-                 "    deny 10.0.0.1/8\n",
-                 "ip_filters.office (line 7): rule line 2: host bits are set in '10.0.0.1/8'",
-                 id="bad filter rule"),
-    pytest.param(MINIMAL + "ip_filters:\n  office: |\n    # staff\n\n    allow 010.0.0.1\n"
-                 "    deny all\n", "ip_filters.office (line 8): rule line 3:",
-                 id="bad rule after comment and blank line"),
-    pytest.param(MINIMAL + "ip_filters:\n  office: |-\n    allow 10.0.0.0/8\n    allow "
-                 "fe80::1%eth0\n", "ip_filters.office (line 7): rule line 2: zone ids",
-                 id="bad rule in strip block"),
-    pytest.param(MINIMAL + "ip_filters:\n  office: allow 10.0.0.0/33\n",
-                 "ip_filters.office (line 5): rule line 1: prefix length /33 is out of range",
-                 id="bad rule on one line"),
-    pytest.param(MINIMAL + "ip_filters:\n  office: |\n    permit all\n",
-                 "ip_filters.office (line 6): rule line 1: unknown verb", id="unknown verb"),
-    pytest.param(MINIMAL + "ip_filters:\n  office: [allow all]\n",
-                 "ip_filters.office (line 5): must be a block of rules", id="rules as list"),
-    pytest.param(MINIMAL + "ip_filters:\n  office hq: |\n    deny all\n",
-                 "ip_filters.office hq (line 5): must be a letter", id="bad filter name"),
-    pytest.param(MINIMAL + "ip_filters: [office]\n", "ip_filters (line 4): must be a mapping",
-                 id="filters as list"),
-    pytest.param(MINIMAL + "trusted_proxies:\n  - 127.0.0.1/32\n  - 10.0.0.1/8\n",
-                 "trusted_proxies.1 (line 6): '10.0.0.1/8': host bits are set",
-                 id="bad trusted proxy"),
-    pytest.param(MINIMAL + "trusted_proxies: 127.0.0.1\n",
-                 "trusted_proxies (line 4): must be a list", id="trusted proxies not a list"),
-    pytest.param(MINIMAL + "trusted_proxies:\n", "trusted_proxies (line 4): must be a list",
-                 id="trusted proxies empty"),
-    pytest.param(MINIMAL + "store: mysql://root:hunter2@db/authsvc\n",
-                 "store (line 4): the scheme 'mysql' is not supported", id="unknown store"),
-    pytest.param(MINIMAL + "store: sqlite://var/a.db\n", "store (line 4): the scheme 'sqlite' "
-                 "is not supported: use sqlite:///relative/path", id="sqlite with two slashes"),
-    pytest.param(MINIMAL + "store: sqlite:///\n", "store (line 4): a SQLite store is a file",
-                 id="sqlite without path"),
-    pytest.param(MINIMAL + "store: sqlite:///a.db?mode=ro\n", "store (line 4): a SQLite store "
-                 "is a file path without a query", id="sqlite with query"),
-    pytest.param(MINIMAL + "secret_key_file: 42\n", "secret_key_file (line 4): must be a file "
-                 "path, not 42", id="key file number"),
-    pytest.param(MINIMAL + "listen:\n  auth: 9090\n", "listen.auth (line 5): must be an "
-                 "address, not 9090", id="port only"),
-    pytest.param(MINIMAL + "listen:\n  auth: '::1:9090'\n", "listen.auth (line 5): put an IPv6 "
-                 "address in brackets: [::1]:9090", id="IPv6 without brackets"),
-    pytest.param(MINIMAL + "listen:\n  auth: '[::1]'\n", "listen.auth (line 5): write an IPv6 "
-                 "address in brackets and a port", id="IPv6 without port"),
-    pytest.param(MINIMAL + "listen:\n  auth: '[10.0.0.1]:80'\n", "listen.auth (line 5): "
-                 "'10.0.0.1' in brackets is not an IPv6 address", id="IPv4 in brackets"),
-    pytest.param(MINIMAL + "listen:\n  auth: 127.0.0.1:99999\n", "listen.auth (line 5): the port "
-                 "'99999' must be a number from 1 to 65535", id="port out of range"),
-    pytest.param(MINIMAL + "listen:\n  auth: 127.0.0.1:0\n", "listen.auth (line 5): the port",
-                 id="port zero"),
-    pytest.param(MINIMAL + "listen:\n  auth: 127.0.0.01:80\n", "listen.auth (line 5): "
-                 "'127.0.0.01' is not an IPv4 address", id="IPv4 leading zero"),
-    pytest.param(MINIMAL + "listen:\n  auth: bad_host:80\n", "listen.auth (line 5): 'bad_host' "
-                 "is not a host name or IP address", id="bad host name"),
-    pytest.param(MINIMAL + "listen:\n  auth: localhost\n", "listen.auth (line 5): 'localhost' "
-                 "is not an address", id="no port"),
-    pytest.param(MINIMAL + "listen:\n  auth: 'unix:'\n", "listen.auth (line 5): write unix: and",
-                 id="unix without path"),
-    pytest.param(MINIMAL + "listen:\n  auth: unix:/" + "a" * 120 + "\n",
-                 "listen.auth (line 5): the socket path", id="unix path too long"),
-    pytest.param(MINIMAL + "listen:\n  admin: 127.0.0.1:9090\n", "listen.admin (line 5): must "
-                 "differ from listen.auth", id="same address twice"),
-]  # fmt: skip
+    pytest.param(
+        "permissions:\n",
+        "permissions (line 1): must be a mapping of at least one permission",
+        id="permissions empty",
+    ),
+    pytest.param(
+        "permissions: {}\n",
+        "permissions (line 1): must be a mapping of at least one "
+        "permission name to its endpoints, not an empty mapping",
+        id="permissions {}",
+    ),
+    pytest.param(
+        "permissions: [A, B]\n", "permissions (line 1): must be a mapping", id="permissions as list"
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    description: x\n",
+        "permissions.A (line 3): needs endpoints",
+        id="no endpoints",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    endpoints: []\n",
+        "permissions.A.endpoints (line 3): must be a list of at least one",
+        id="[]",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    endpoints: GET /x\n",
+        "permissions.A.endpoints (line 3): must be a list",
+        id="endpoints not a list",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n",
+        "permissions.A (line 2): must be a mapping with description and endpoints, not null",
+        id="permission empty",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    description: 2024\n    endpoints: [GET /x]\n",
+        "permissions.A.description (line 3): must be a string, not 2024",
+        id="description not a string",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    endpoints:\n      - GET /x\n      - get /y\n",
+        "permissions.A.endpoints.1 (line 5): 'get /y': the method must be an upper-case",
+        id="bad template",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    endpoints:\n      - GET /x/../y\n",
+        "permissions.A.endpoints.0 (line 4): 'GET /x/../y' has a '..' segment",
+        id="dot-dot template",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    endpoints:\n      - GET /x\n      - GET /x\n",
+        "permissions.A.endpoints.1 (line 5): 'GET /x' is listed twice",
+        id="duplicate template",
+    ),
+    pytest.param(
+        "permissions:\n  A:\n    endpoints:\n      - {GET: /x}\n",
+        "permissions.A.endpoints.0 (line 4): must be a 'METHOD /path' template, not a mapping",
+        id="template as mapping",
+    ),
+    pytest.param(
+        MINIMAL + "  ManageOrganizationTokens:\n    endpoints: [GET /y]\n",
+        "permissions.ManageOrganizationTokens (line 4): is reserved",
+        id="reserved permission redefined",
+    ),
+    pytest.param(
+        MINIMAL + "  ViewOrganizationTokens:\n    endpoints: [GET /y]\n",
+        "permissions.ViewOrganizationTokens (line 4): is reserved",
+        id="other reserved permission",
+    ),
+    pytest.param(
+        MINIMAL + "  Read-Things:\n    endpoints: [GET /y]\n",
+        "permissions.Read-Things (line 4): must be a letter, then letters, digits or '_'",
+        id="bad permission name",
+    ),
+    pytest.param(
+        MINIMAL + "  1Read:\n    endpoints: [GET /y]\n",
+        "permissions.1Read (line 4): must be a letter",
+        id="name starts with digit",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n  office: |\n    allow 10.0.0.0/8\n    deny 10.0.0.1/8\n",
+        "ip_filters.office (line 7): rule line 2: host bits are set in '10.0.0.1/8'",
+        id="bad filter rule",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n  office: |\n    # staff\n\n    allow 010.0.0.1\n    deny all\n",
+        "ip_filters.office (line 8): rule line 3:",
+        id="bad rule after comment and blank line",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n  office: |-\n    allow 10.0.0.0/8\n    allow fe80::1%eth0\n",
+        "ip_filters.office (line 7): rule line 2: zone ids",
+        id="bad rule in strip block",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n  office: allow 10.0.0.0/33\n",
+        "ip_filters.office (line 5): rule line 1: prefix length /33 is out of range",
+        id="bad rule on one line",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n  office: |\n    permit all\n",
+        "ip_filters.office (line 6): rule line 1: unknown verb",
+        id="unknown verb",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n  office: [allow all]\n",
+        "ip_filters.office (line 5): must be a block of rules",
+        id="rules as list",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n  office hq: |\n    deny all\n",
+        "ip_filters.office hq (line 5): must be a letter",
+        id="bad filter name",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters: [office]\n",
+        "ip_filters (line 4): must be a mapping",
+        id="filters as list",
+    ),
+    pytest.param(
+        MINIMAL + "trusted_proxies:\n  - 127.0.0.1/32\n  - 10.0.0.1/8\n",
+        "trusted_proxies.1 (line 6): '10.0.0.1/8': host bits are set",
+        id="bad trusted proxy",
+    ),
+    pytest.param(
+        MINIMAL + "trusted_proxies: 127.0.0.1\n",
+        "trusted_proxies (line 4): must be a list",
+        id="trusted proxies not a list",
+    ),
+    pytest.param(
+        MINIMAL + "trusted_proxies:\n",
+        "trusted_proxies (line 4): must be a list",
+        id="trusted proxies empty",
+    ),
+    pytest.param(
+        MINIMAL + "store: mysql://root:hunter2@db/authsvc\n",
+        "store (line 4): the scheme 'mysql' is not supported",
+        id="unknown store",
+    ),
+    pytest.param(
+        MINIMAL + "store: sqlite://var/a.db\n",
+        "store (line 4): the scheme 'sqlite' is not supported: use sqlite:///relative/path",
+        id="sqlite with two slashes",
+    ),
+    pytest.param(
+        MINIMAL + "store: sqlite:///\n",
+        "store (line 4): a SQLite store is a file",
+        id="sqlite without path",
+    ),
+    pytest.param(
+        MINIMAL + "store: sqlite:///a.db?mode=ro\n",
+        "store (line 4): a SQLite store is a file path without a query",
+        id="sqlite with query",
+    ),
+    pytest.param(
+        MINIMAL + "secret_key_file: 42\n",
+        "secret_key_file (line 4): must be a file path, not 42",
+        id="key file number",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: 9090\n",
+        "listen.auth (line 5): must be an address, not 9090",
+        id="port only",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: '::1:9090'\n",
+        "listen.auth (line 5): put an IPv6 address in brackets: [::1]:9090",
+        id="IPv6 without brackets",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: '[::1]'\n",
+        "listen.auth (line 5): write an IPv6 address in brackets and a port",
+        id="IPv6 without port",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: '[10.0.0.1]:80'\n",
+        "listen.auth (line 5): '10.0.0.1' in brackets is not an IPv6 address",
+        id="IPv4 in brackets",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: 127.0.0.1:99999\n",
+        "listen.auth (line 5): the port '99999' must be a number from 1 to 65535",
+        id="port out of range",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: 127.0.0.1:0\n", "listen.auth (line 5): the port", id="port zero"
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: 127.0.0.01:80\n",
+        "listen.auth (line 5): '127.0.0.01' is not an IPv4 address",
+        id="IPv4 leading zero",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: bad_host:80\n",
+        "listen.auth (line 5): 'bad_host' is not a host name or IP address",
+        id="bad host name",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: localhost\n",
+        "listen.auth (line 5): 'localhost' is not an address",
+        id="no port",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: 'unix:'\n",
+        "listen.auth (line 5): write unix: and",
+        id="unix without path",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  auth: unix:/" + "a" * 120 + "\n",
+        "listen.auth (line 5): the socket path",
+        id="unix path too long",
+    ),
+    pytest.param(
+        MINIMAL + "listen:\n  admin: 127.0.0.1:9090\n",
+        "listen.admin (line 5): must differ from listen.auth",
+        id="same address twice",
+    ),
+]
 
 
 class TestErrors:

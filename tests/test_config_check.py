@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from authsvc.config_check import refusals
-from authsvc.store.sqlite import SQLiteStore
-from authsvc.tokens import TokenRecord, new_token_id
+from authsvc.config.check import refusals
+from authsvc.rules.tokens import TokenRecord, new_token_id
+from authsvc.store.sqlite.store import SQLiteStore
 from tests.factories import BASE, make_config, make_record
 from tests.test_cli import Cli, write_config
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from authsvc.decision import Reason, admin_access, decide, token_status
-from authsvc.endpoints import split_path
-from authsvc.request import Described
+from authsvc.rules.decision import Reason, admin_access, decide, token_status
+from authsvc.rules.endpoints import split_path
+from authsvc.rules.request import Described
 from tests.factories import make_config, make_record
 
 CREATED = 1_000_000.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authsvc.durations import MAX_SECONDS, format_duration, parse_duration
+from authsvc.rules.durations import MAX_SECONDS, format_duration, parse_duration
 
 
 class TestParseDuration:

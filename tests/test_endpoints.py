@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from authsvc.endpoints import (
+from authsvc.rules.endpoints import (
     EndpointTemplate,
     PermissionMatcher,
     SegmentKind,
@@ -202,11 +202,33 @@ class TestPermissionMatcher:
         """On every combination of a set of overlapping templates and paths, the trie gives
         the answer of checking each template on its own."""
         texts = [
-            "GET /a", "GET /a/", "GET /a/{x}", "GET /a/{x}/b", "GET /a/b/c", "POST /a/{r...}",
-            "* /c/{x}/{y}", "GET /{x}/b", "DELETE /a/b", "GET /a/{x}/{r...}", "HEAD /h",
-        ]  # fmt: skip
-        paths = ["/", "/a", "/a/", "/a/b", "/a/b/", "/a/b/c", "/a/c/b", "/a/b/c/d", "/c/1/2",
-                 "/c/1/", "/z/b", "/h", "/a/x/y/z/"]  # fmt: skip
+            "GET /a",
+            "GET /a/",
+            "GET /a/{x}",
+            "GET /a/{x}/b",
+            "GET /a/b/c",
+            "POST /a/{r...}",
+            "* /c/{x}/{y}",
+            "GET /{x}/b",
+            "DELETE /a/b",
+            "GET /a/{x}/{r...}",
+            "HEAD /h",
+        ]
+        paths = [
+            "/",
+            "/a",
+            "/a/",
+            "/a/b",
+            "/a/b/",
+            "/a/b/c",
+            "/a/c/b",
+            "/a/b/c/d",
+            "/c/1/2",
+            "/c/1/",
+            "/z/b",
+            "/h",
+            "/a/x/y/z/",
+        ]
         templates = [compile_template(t) for t in texts]
         for size in (1, 2, 3):
             for chosen in itertools.combinations(templates, size):

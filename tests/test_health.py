@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from authsvc.runtime import Runtime
-from authsvc.tokens import SECRET_PATTERN, TokenRecord, new_secret
+from authsvc.rules.tokens import SECRET_PATTERN, TokenRecord, new_secret
+from authsvc.service.runtime import Runtime
 from tests.webapp import NOW, Client, auth_status, bearer, mint
 
 METRIC_NAMES = [

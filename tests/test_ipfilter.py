@@ -1,4 +1,4 @@
-"""Tests for authsvc.ipfilter: client address parsing, filter rules, network sets."""
+"""Tests for authsvc.rules.ipfilter: client address parsing, filter rules, network sets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from authsvc.ipfilter import (
+from authsvc.rules.ipfilter import (
     IPAddress,
     IpFilterError,
     NetworkSet,

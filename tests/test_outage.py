@@ -31,11 +31,10 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from authsvc.propagation import ChangeFeed
-from authsvc.runtime import Runtime
-from authsvc.store.postgres import PostgresStore
-from authsvc.store.sqlite import SQLiteStore
-from authsvc.tokens import TokenRecord
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.runtime import Runtime
+from authsvc.store.postgres.store import PostgresStore
+from authsvc.store.sqlite.store import SQLiteStore
 from tests.auth_client import admin_client, auth_client
 from tests.factories import FrozenClock, make_config
 from tests.pg import PgSchema, TcpProxy, with_address
@@ -115,13 +114,22 @@ async def rig(
     store = PostgresStore(url, connect_timeout=TIMEOUT, command_timeout=TIMEOUT)
     a = await Runtime.open(
         make_config(tmp_path / "a", store=url, cache={"ttl": "2s"}),
-        cache_timer=timer, environ=ENVIRON, store=store,
-    )  # fmt: skip
-    feed = ChangeFeed(a)
+        cache_timer=timer,
+        environ=ENVIRON,
+        store=store,
+    )
+    feed = a.change_feed()
     await feed.start()  # as serve does, before the cache fills
     b = await Runtime.open(make_config(tmp_path / "b", store=pg_schema.url), environ=ENVIRON)
-    rig = Rig(proxy, a, b, await auth_client(aiohttp_client, a),
-              await admin_client(aiohttp_client, a), timer, pg_schema)  # fmt: skip
+    rig = Rig(
+        proxy,
+        a,
+        b,
+        await auth_client(aiohttp_client, a),
+        await admin_client(aiohttp_client, a),
+        timer,
+        pg_schema,
+    )
     yield rig
     proxy.thaw()
     await feed.stop()
@@ -175,7 +183,7 @@ class TestAdminDuringOutage:
             rig.admin.patch(path, headers=headers, json={"permissions": ["Writer"]}),
             rig.admin.post(f"{path}/rotate", headers=headers),
             rig.admin.delete(path, headers=headers),
-        ]  # fmt: skip
+        ]
         for call in calls:
             response = await call
             assert_error(response.status, await response.json(), "store_unavailable", 503)
@@ -253,8 +261,10 @@ class TestRecovery:
 
         await within(15.0, dropped, "the change feed to reconnect and drop the cache")
         reconnected = time.monotonic() - started
-        print(f"\nrecovery: first uncached 200 after {serving * 1000:.1f} ms, "
-              f"change feed back after {reconnected * 1000:.1f} ms")  # fmt: skip
+        print(
+            f"\nrecovery: first uncached 200 after {serving * 1000:.1f} ms, "
+            f"change feed back after {reconnected * 1000:.1f} ms"
+        )
         assert await rig.ask(revoked_secret) == (401, "invalid_token")  # timer never moved
         assert (await create(rig.admin, admin, "after")).status == 201
         doomed, doomed_secret = await rig.cached("deleted elsewhere after recovery")
@@ -295,8 +305,10 @@ class TestSilentNetwork:
         started = time.monotonic()
         answers = await asyncio.gather(*(rig.ask(first) for _ in range(5)), rig.ask(second))
         took = time.monotonic() - started
-        print(f"\nsilent network: 6 concurrent uncached asks answered 503 in {took:.2f} s "
-              f"(connect and command timeouts {TIMEOUT} s)")  # fmt: skip
+        print(
+            f"\nsilent network: 6 concurrent uncached asks answered 503 in {took:.2f} s "
+            f"(connect and command timeouts {TIMEOUT} s)"
+        )
         assert answers == [(503, "store_unavailable")] * 6
         assert took < HANG
         rig.proxy.thaw()
@@ -338,9 +350,10 @@ class TestSQLiteLocked:
         """Lookups go on (WAL); admin writes 503 and write nothing; unlocked, writes work."""
         path = tmp_path / "authsvc.db"
         store = SQLiteStore(str(path), busy_timeout_ms=300)
-        runtime = await Runtime.open(make_config(tmp_path, store=f"sqlite:///{path}"),
-                                     environ=ENVIRON, store=store)  # fmt: skip
-        feed = ChangeFeed(runtime)
+        runtime = await Runtime.open(
+            make_config(tmp_path, store=f"sqlite:///{path}"), environ=ENVIRON, store=store
+        )
+        feed = runtime.change_feed()
         await feed.start()
         try:
             auth = await auth_client(aiohttp_client, runtime)
@@ -370,4 +383,3 @@ def _lock(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("BEGIN IMMEDIATE")
     return conn
-

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from authsvc import policy
-from authsvc.policy import Refused
+from authsvc.rules import policy
+from authsvc.rules.policy import Refused
 from tests.factories import make_config
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from authsvc.propagation import ChangeFeed
-from authsvc.runtime import Runtime
-from authsvc.tokens import TokenRecord
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.propagation import ChangeFeed
+from authsvc.service.runtime import Runtime
 from tests.auth_client import auth_client
 from tests.factories import make_config
 
@@ -36,9 +36,13 @@ class Pair:
 
     async def mint(self, name: str) -> tuple[TokenRecord, str]:
         return await self.b.service.create(
-            actor="cli", client=None, name=name, permissions=["Reader"],
-            expires_in=None, ip_filter=None,
-        )  # fmt: skip
+            actor="cli",
+            client=None,
+            name=name,
+            permissions=["Reader"],
+            expires_in=None,
+            ip_filter=None,
+        )
 
     async def until(self, secret: str, status: int) -> float:
         started = time.monotonic()
@@ -57,7 +61,7 @@ async def pair(
     p = Pair()
     p.a = await Runtime.open(config, environ=ENV)
     p.b = await Runtime.open(config, environ=ENV)
-    p.feed = ChangeFeed(p.a, poll_interval=0.25)
+    p.feed = p.a.change_feed(poll_interval=0.25)
     await p.feed.start()
     p.client = await auth_client(aiohttp_client, p.a)
     yield p
@@ -115,14 +119,14 @@ class TestRaces:
         service = pair.a.service
         digest = service.digest(secret)
         gate = asyncio.Event()
-        real = service.store.get_by_digest
+        real = pair.a.store.get_by_digest
 
         async def slow(d: bytes) -> TokenRecord | None:
             found = await real(d)
             await gate.wait()
             return found
 
-        monkeypatch.setattr(service.store, "get_by_digest", slow)
+        monkeypatch.setattr(pair.a.store, "get_by_digest", slow)
         lookup = asyncio.create_task(service.lookup(digest))
         await asyncio.sleep(0.05)
         pair.feed.changed(digest, None)  # the revocation arrives mid-read
@@ -130,7 +134,7 @@ class TestRaces:
         found = await lookup
         assert found is not None
         assert found.id == record.id  # this request still gets its answer...
-        assert service.cache.get(digest) is None  # ...but the record is not kept
+        assert pair.a.cache.get(digest) is None  # ...but the record is not kept
 
 
 class TestReconnect:
@@ -138,7 +142,7 @@ class TestReconnect:
         """A possibly-missed change (reconnect, pruned log) drops every cached record."""
         _, secret = await pair.mint("cached")
         await pair.status(secret)
-        assert len(pair.a.service.cache) == 1
+        assert len(pair.a.cache) == 1
         pair.feed.changed(None, None)
-        assert len(pair.a.service.cache) == 0
+        assert len(pair.a.cache) == 0
         assert pair.a.metrics.registry.get_sample_value("authsvc_cache_drops_total") == 1

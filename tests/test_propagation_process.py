@@ -21,8 +21,9 @@ def call(port: int, method: str, path: str, headers: dict[str, str], body: Any =
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
         payload = None if body is None else json.dumps(body)
-        connection.request(method, path, body=payload, headers={
-            **headers, "Content-Type": "application/json"})  # fmt: skip
+        connection.request(
+            method, path, body=payload, headers={**headers, "Content-Type": "application/json"}
+        )
         response = connection.getresponse()
         data = response.read()
         is_json = response.getheader("Content-Type", "").startswith("application/json")
@@ -32,9 +33,16 @@ def call(port: int, method: str, path: str, headers: dict[str, str], body: Any =
 
 
 def auth(server: AuthsvcServer, secret: str) -> int:
-    status, _ = call(server.auth_port, "GET", "/auth", {
-        "Authorization": f"Bearer {secret}", "X-Original-Method": "GET",
-        "X-Original-URI": "/api/v1/items"})  # fmt: skip
+    status, _ = call(
+        server.auth_port,
+        "GET",
+        "/auth",
+        {
+            "Authorization": f"Bearer {secret}",
+            "X-Original-Method": "GET",
+            "X-Original-URI": "/api/v1/items",
+        },
+    )
     return int(status)
 
 
@@ -50,8 +58,11 @@ def until(server: AuthsvcServer, secret: str, status: int) -> float:
 
 @pytest.fixture
 def instances(store_url: str, tmp_path: Path) -> Iterator[tuple[AuthsvcServer, AuthsvcServer]]:
-    shared: dict[str, Any] = {"store": store_url, "secret_key_file": str(tmp_path / "shared.key"),
-              "cache": {"ttl": "30s", "max_entries": 1000}}  # fmt: skip
+    shared: dict[str, Any] = {
+        "store": store_url,
+        "secret_key_file": str(tmp_path / "shared.key"),
+        "cache": {"ttl": "30s", "max_entries": 1000},
+    }
     one = start_authsvc(tmp_path / "one", **shared)
     two = start_authsvc(tmp_path / "two", **shared)
     yield one, two
@@ -70,8 +81,13 @@ class TestTwoInstances:
         timings = {}
 
         def fresh(name: str) -> tuple[str, str]:
-            status, body = call(one.admin_port, "POST", "/admin/v1/tokens", admin,
-                                {"name": name, "permissions": ["Reader"]})  # fmt: skip
+            status, body = call(
+                one.admin_port,
+                "POST",
+                "/admin/v1/tokens",
+                admin,
+                {"name": name, "permissions": ["Reader"]},
+            )
             assert status == 201
             assert auth(two, body["token"]) == 200  # cached by instance two now
             return body["id"], body["token"]
@@ -87,8 +103,13 @@ class TestTwoInstances:
         assert auth(two, body["token"]) == 200
 
         token_id, secret = fresh("narrowed")
-        call(one.admin_port, "PATCH", f"/admin/v1/tokens/{token_id}", admin,
-             {"permissions": ["Writer"]})  # fmt: skip
+        call(
+            one.admin_port,
+            "PATCH",
+            f"/admin/v1/tokens/{token_id}",
+            admin,
+            {"permissions": ["Writer"]},
+        )
         timings["permissions"] = until(two, secret, 403)
 
         kind = store_url.split(":", 1)[0]

@@ -13,10 +13,10 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from authsvc.config import load_config
-from authsvc.reload import ConfigReloader
-from authsvc.runtime import Runtime
-from authsvc.tokens import TokenRecord
+from authsvc.config.load import load_config
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.reload import ConfigReloader
+from authsvc.service.runtime import Runtime
 from authsvc.web.app import create_admin_app
 from tests.auth_client import auth_client
 from tests.factories import BASE, FrozenClock
@@ -74,7 +74,7 @@ class Setup:
 async def setup(tmp_path: Path, aiohttp_client: ClientMaker) -> AsyncIterator[Setup]:
     s = Setup(tmp_path, FrozenClock(2_000_000_000.0))
     s.runtime = await Runtime.open(load_config(s.path), clock=s.clock, environ=ENV)
-    s.reloader = ConfigReloader(s.runtime, s.path)
+    s.reloader = s.runtime.reloader(s.path)
     s.auth = await auth_client(aiohttp_client, s.runtime)
     s.admin = await aiohttp_client(create_admin_app(s.runtime))
     yield s
@@ -152,8 +152,9 @@ class TestPolicySwitches:
         assert setup.reloader.reload("test")
         assert await setup.auth_status(secret) == (403, "permission_denied")
         setup.data["permissions"]["Reader"] = {
-            **reader, "endpoints": [*reader["endpoints"], "GET /api/v1/extra"]
-        }  # fmt: skip
+            **reader,
+            "endpoints": [*reader["endpoints"], "GET /api/v1/extra"],
+        }
         setup.write()
         assert setup.reloader.reload("test")
         extra = {"X-Original-URI": "/api/v1/extra"}

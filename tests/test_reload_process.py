@@ -68,8 +68,9 @@ def admin_token(server: AuthsvcServer) -> str:
 
 
 class TestFileEdits:
-    @pytest.mark.parametrize("rename", [pytest.param(False, id="in-place"),
-                                        pytest.param(True, id="rename-save")])  # fmt: skip
+    @pytest.mark.parametrize(
+        "rename", [pytest.param(False, id="in-place"), pytest.param(True, id="rename-save")]
+    )
     async def test_saved_edit_applies_within_bound(
         self, server: AuthsvcServer, rename: bool
     ) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from authsvc.config import Config, load_config
-from authsvc.reload import ConfigReloader
-from authsvc.runtime import Runtime
+from authsvc.config import Config
+from authsvc.config.load import load_config
+from authsvc.service.reload import ConfigReloader
+from authsvc.service.runtime import Runtime
 from tests.factories import BASE
 
 ENV = {"AUTHSVC_SECRET_KEY": "k" * 40}
@@ -66,7 +67,7 @@ async def watched(tmp_path: Path) -> AsyncIterator[Watched]:
     path = folder / "authsvc.yaml"
     path.write_text(config_text(tmp_path))
     runtime = await Runtime.open(load_config(path), environ=ENV)
-    reloader = ConfigReloader(runtime, path)
+    reloader = runtime.reloader(path)
     w = Watched(runtime, reloader, path)
     reloader.start()
     yield w
@@ -102,7 +103,7 @@ class TestWatcher:
         path = root / "authsvc.yaml"
         path.symlink_to("..data/authsvc.yaml")
         runtime = await Runtime.open(load_config(path), environ=ENV)
-        reloader = ConfigReloader(runtime, path)
+        reloader = runtime.reloader(path)
         reloader.start()
         try:
             (root / "v2").mkdir()

@@ -1,4 +1,4 @@
-"""Tests for authsvc.request: method, path and client address rules (SECURITY 1-6, 15-17)."""
+"""Tests for authsvc.rules.request: method, path and client address rules (SECURITY 1-6, 15-17)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from authsvc.ipfilter import IPAddress, NetworkSet
-from authsvc.request import MAX_TARGET_LENGTH, Described, Rejected, client_ip, describe
+from authsvc.rules.ipfilter import IPAddress, NetworkSet
+from authsvc.rules.request import MAX_TARGET_LENGTH, Described, Rejected, client_ip, describe
 
 LOOPBACK = NetworkSet.compile(["127.0.0.1/32", "::1/128"])
 

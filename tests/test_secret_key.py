@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.secret_key import ENV_VAR, SecretKeyError, load_secret_key
-from authsvc.tokens import digest
+from authsvc.rules.tokens import digest
+from authsvc.service.secret_key import ENV_VAR, SecretKeyError, load_secret_key
 from tests.test_cli import RUN_TIMEOUT, Cli, child_env, lookup, write_config
 
 ENV_KEY = "k" * 32
@@ -146,7 +146,7 @@ class TestConcurrentCreation:
         """Separate processes (a CLI call and a starting service) agree too."""
         path = tmp_path / "var" / "authsvc.key"
         code = (
-            "import sys; from pathlib import Path; from authsvc.secret_key import "
+            "import sys; from pathlib import Path; from authsvc.service.secret_key import "
             "load_secret_key; print(load_secret_key(Path(sys.argv[1]), {}).hex())"
         )
         processes = [

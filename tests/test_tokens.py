@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from authsvc import tokens
+from authsvc.rules import tokens
 
 
 class TestSecretFormat:

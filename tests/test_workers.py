@@ -49,8 +49,13 @@ class TestWorkers:
     def test_a_delete_reaches_every_worker_within_a_second(self, server: AuthsvcServer) -> None:
         """Every worker's cache (TTL 30 s) drops a token deleted through any one of them."""
         admin = {"Authorization": server.create_token("ManageOrganizationTokens").bearer}
-        status, body = call(server.admin_port, "POST", "/admin/v1/tokens", admin,
-                            {"name": "spread", "permissions": ["Reader"]})  # fmt: skip
+        status, body = call(
+            server.admin_port,
+            "POST",
+            "/admin/v1/tokens",
+            admin,
+            {"name": "spread", "permissions": ["Reader"]},
+        )
         assert status == 201
         for _ in range(60):  # new connections: the kernel spreads them over the workers
             assert auth(server, body["token"]) == 200

@@ -26,8 +26,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from authsvc.runtime import Runtime
-from authsvc.tokens import TokenRecord
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.runtime import Runtime
 from tests.auth_client import admin_client as make_admin_client
 from tests.auth_client import auth_client as make_auth_client
 from tests.factories import FrozenClock, make_config

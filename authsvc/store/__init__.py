@@ -1,22 +1,30 @@
-"""The token store protocol and ``open_store(url)``.
+"""The token store protocol and ``open_store(url)``, the one place that names a backend.
 
-Every backend (SQLite, PostgreSQL) implements :class:`TokenStore`; nothing above this
-package knows which one it talks to. All methods raise :class:`StoreUnavailable` when the
-backend cannot be reached or answers with an operational error, so callers can fail closed
-in one place.
+Every backend (``sqlite/``, ``postgres/``) implements :class:`TokenStore`; nothing outside
+this package knows which one it talks to (a test says so). All methods raise
+:class:`StoreUnavailable` when the backend cannot be reached or answers with an operational
+error, so callers can fail closed in one place.
 
-Both backends also keep a change log for cache invalidation across processes
-(``latest_change()`` / ``changes_since(seq)``, raising :class:`ChangesPruned`), and the
-PostgreSQL store can push changes as they commit (``PostgresStore.listen``).
+Every backend keeps a change log for cache invalidation across processes
+(``latest_change()`` / ``changes_since(seq)``, raising :class:`ChangesPruned`); a backend
+that can also push changes as they commit does so through ``listen(callback)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from pathlib import Path
+from typing import Literal, Protocol, TypeAlias
 
-from authsvc.tokens import TokenRecord
+from authsvc.rules.tokens import TokenRecord
+
+_SQLITE = "sqlite:///"
+
+#: What ``TokenStore.listen`` calls: a changed digest and when it changed, or
+#: ``(None, None)`` for "anything may have changed: drop everything".
+ChangeCallback: TypeAlias = Callable[[bytes | None, float | None], None]
 
 
 class StoreError(Exception):
@@ -62,6 +70,19 @@ class Usage:
 class TokenStore(Protocol):
     """Persistence of token records keyed by id and by the HMAC digest of their secret."""
 
+    @property
+    def name(self) -> str:
+        """The store as people read it in messages: a file path, or
+        ``postgresql://host:port/database`` (never a password)."""
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version this code creates and migrates the store to."""
+
+    async def exists(self) -> bool:
+        """Whether the store has been created; opening creates it, so a read-only check
+        (``config check``) asks this first."""
+
     async def open(self) -> None:
         """Connect and create or migrate the schema.
 
@@ -104,9 +125,6 @@ class TokenStore(Protocol):
     async def delete(self, token_id: str) -> bytes | None:
         """Delete a token; its digest (for cache invalidation), or None if no such token."""
 
-    async def digest_of(self, token_id: str) -> bytes | None:
-        """The stored digest of a token (for cache invalidation), or None."""
-
     async def latest_change(self) -> int:
         """The change log's high-water mark (0 before any change)."""
 
@@ -117,15 +135,26 @@ class TokenStore(Protocol):
     async def record_usage(self, usages: Sequence[Usage]) -> None:
         """Apply last-used updates; only ever moves ``last_used_at`` forward."""
 
+    async def listen(self, callback: ChangeCallback) -> None:
+        """Push changes committed by anyone to ``callback`` as they commit, where the
+        backend can (PostgreSQL: LISTEN/NOTIFY); a backend that cannot does nothing, and
+        its change log is polled instead. Start before filling a cache; ``close`` stops it.
+        After a lost push connection comes back, ``callback(None, None)`` says that
+        anything may have changed meanwhile."""
+
+    @property
+    def listening(self) -> bool:
+        """Whether changes are being pushed right now (so polling may pause)."""
+
 
 def open_store(url: str) -> TokenStore:
     """A (not yet opened) store for ``url``: ``sqlite:///path`` or ``postgresql://…``."""
-    if url.startswith("sqlite:///"):
-        # Backends are imported on demand: each may pull in its own driver.
+    if url.startswith(_SQLITE):
+        # Backends are imported on demand: each pulls in its own driver.
         from authsvc.store.sqlite import SQLiteStore  # noqa: PLC0415
 
         # sqlite:///relative/path or sqlite:////absolute/path (the loader makes it absolute)
-        return SQLiteStore(url.removeprefix("sqlite:///"))
+        return SQLiteStore(url.removeprefix(_SQLITE))
     if url.startswith(("postgresql://", "postgres://")):
         from authsvc.store.postgres import PostgresStore  # noqa: PLC0415 - driver on demand
 
@@ -137,14 +166,20 @@ def open_store(url: str) -> TokenStore:
     )
 
 
-def schema_version(store: TokenStore) -> int:
-    """The schema version this code migrates ``store`` to."""
-    from authsvc.store.sqlite import SQLiteStore  # noqa: PLC0415 - backends on demand
-
-    if isinstance(store, SQLiteStore):
-        from authsvc.store.sqlite import SCHEMA_VERSION  # noqa: PLC0415
-
-        return SCHEMA_VERSION
-    from authsvc.store.migrations import SCHEMA_VERSION as PG_SCHEMA_VERSION  # noqa: PLC0415
-
-    return PG_SCHEMA_VERSION
+def resolve_store_url(text: str, *, folder: Path) -> str:
+    """The store URL of a configuration file in ``folder``, with a SQLite path made absolute
+    against it (``..`` resolved lexically); raise ValueError. The URL is never echoed: a
+    PostgreSQL URL may hold a password."""
+    if text.startswith(("postgresql://", "postgres://")) and text.partition("://")[2]:
+        return text
+    if not text.startswith(_SQLITE):
+        scheme = text.partition(":")[0] if ":" in text else ""
+        raise ValueError(
+            (f"the scheme {scheme!r} is not supported" if scheme else "this is not a URL")
+            + ": use sqlite:///relative/path, sqlite:////absolute/path"
+            " or postgresql://user:password@host:5432/db"
+        )
+    path = text[len(_SQLITE) :]
+    if not path or path.endswith("/") or any(c in path for c in "?#\x00"):
+        raise ValueError("a SQLite store is a file path without a query, e.g. sqlite:///var/a.db")
+    return _SQLITE + os.path.normpath(folder / path)

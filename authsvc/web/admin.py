@@ -9,12 +9,12 @@ from typing import Any, Literal, cast
 
 from aiohttp import web
 
-from authsvc.decision import Reason, admin_access
-from authsvc.request import Rejected, client_ip
-from authsvc.runtime import Runtime
+from authsvc.rules.decision import Reason, admin_access
+from authsvc.rules.request import Rejected, client_ip
+from authsvc.rules.tokens import TokenRecord, is_token_id
+from authsvc.service.runtime import Runtime
+from authsvc.service.token_view import token_object
 from authsvc.store import ListQuery
-from authsvc.token_view import token_object
-from authsvc.tokens import TokenRecord, is_token_id
 from authsvc.web.auth import bearer_secret, peer_address
 from authsvc.web.errors import ApiError
 from authsvc.web.keys import RUNTIME

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from authsvc.runtime import Runtime
+from authsvc.service.runtime import Runtime
 from authsvc.web.admin import MAX_BODY, add_admin_routes
 from authsvc.web.errors import error_middleware
 from authsvc.web.health import add_health_routes

@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from authsvc.policy import Refused
+from authsvc.rules.policy import Refused
+from authsvc.rules.tokens import PREFIX
 from authsvc.store import StoreUnavailable
-from authsvc.tokens import PREFIX
 from authsvc.web.keys import RUNTIME
 
 log = logging.getLogger("authsvc.admin")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from authsvc.metrics import CONTENT_TYPE_LATEST
+from authsvc.service.metrics import CONTENT_TYPE_LATEST
 from authsvc.store import StoreError
 from authsvc.web.keys import RUNTIME
 

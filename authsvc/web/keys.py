@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from authsvc.runtime import Runtime
+from authsvc.service.runtime import Runtime
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -11,13 +11,11 @@ from collections.abc import Callable
 from aiohttp import web
 
 from authsvc.config import Config, ListenAddress
-from authsvc.propagation import ChangeFeed
-from authsvc.reload import ConfigReloader
-from authsvc.runtime import Runtime
+from authsvc.service.runtime import Runtime
+from authsvc.service.workers import inherited_sockets
 from authsvc.web.app import create_admin_app
 from authsvc.web.auth import create_auth_server
 from authsvc.web.protocol import QuietAppRunner
-from authsvc.workers import inherited_sockets
 
 log = logging.getLogger("authsvc.server")
 SHUTDOWN_TIMEOUT = 10.0  # seconds to finish requests in flight after SIGTERM
@@ -36,8 +34,8 @@ def _site(
 async def serve(config: Config) -> None:
     """Run until SIGTERM or SIGINT: stop accepting, finish requests, close the store."""
     runtime = await Runtime.open(config)
-    feed = ChangeFeed(runtime)
-    reloader = ConfigReloader(runtime, config.path)
+    feed = runtime.change_feed()
+    reloader = runtime.reloader(config.path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

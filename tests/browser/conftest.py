@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 from aiohttp import web
 
-from authsvc.runtime import Runtime
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.runtime import Runtime
 from authsvc.store import ListQuery
-from authsvc.tokens import TokenRecord
 from authsvc.web.app import create_admin_app
 from authsvc.web.auth import create_auth_server
 from authsvc.web.page import add_page_routes

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from authsvc.tokens import PREFIX
+from authsvc.rules.tokens import PREFIX
 from authsvc.web.page import CONTENT_SECURITY_POLICY
 from tests.browser.conftest import PageServer, ServeFactory
 from tests.processes import REPO

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from authsvc.tokens import SECRET_PATTERN
+from authsvc.rules.tokens import SECRET_PATTERN
 from tests.e2e.upstream import EchoUpstream
 from tests.pg import PgSession
 from tests.processes import REPO, AuthsvcServer, free_port, start_authsvc, stop_process

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from authsvc.tokens import new_secret
+from authsvc.rules.tokens import new_secret
 from tests.e2e.conftest import NGINX_DIR, NginxProxy, Response, running_stack
 from tests.e2e.upstream import EchoUpstream
 from tests.processes import AuthsvcServer, IssuedToken

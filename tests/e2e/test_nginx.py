@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from authsvc.tokens import new_secret
+from authsvc.rules.tokens import new_secret
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import NginxProxy, Stack

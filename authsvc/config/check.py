@@ -1,0 +1,35 @@
+"""Why the policy in a configuration would refuse an existing token (``config check``)."""
+
+from __future__ import annotations
+
+from authsvc.config import Config
+from authsvc.rules.decision import effective_ip_filter
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.audit import rfc3339
+
+
+def refusals(record: TokenRecord, config: Config, now: float) -> list[str]:
+    """Sentences naming each rule of SPEC §2 the token fails under ``config``, ignoring
+    the client address and the request (they are not known here)."""
+    policy = config.policy
+    reasons = []
+    if not policy.tokens_enabled:
+        reasons.append("tokens are switched off (tokens_enabled: false)")
+    if record.expires_at is not None and now >= record.expires_at:
+        reasons.append(f"expired at {rfc3339(record.expires_at)}")
+    if policy.max_lifetime is not None and now >= record.created_at + policy.max_lifetime:
+        reasons.append(
+            f"expired by max_lifetime {policy.max_lifetime_text} "
+            f"(created {rfc3339(record.created_at)})"
+        )
+    filter_name = effective_ip_filter(record, policy)
+    if filter_name is not None and filter_name not in config.ip_filters:
+        reasons.append(f"IP filter {filter_name!r} is missing: every address is denied")
+    unknown = sorted(record.permissions - set(config.permissions))
+    if unknown:
+        known = len(record.permissions) - len(unknown)
+        reasons.append(
+            f"unknown permission(s) {', '.join(unknown)}"
+            + ("" if known else ": the token grants nothing")
+        )
+    return reasons

@@ -1,0 +1,72 @@
+"""The configuration's data: immutable, pre-compiled values (loaded by config.load)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from authsvc.rules.endpoints import EndpointTemplate, PermissionMatcher
+from authsvc.rules.ipfilter import IpFilter, NetworkSet
+
+RESERVED_PERMISSIONS = ("ViewOrganizationTokens", "ManageOrganizationTokens")
+VIEW_TOKENS = "ViewOrganizationTokens"
+MANAGE_TOKENS = "ManageOrganizationTokens"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """``host:port`` (``host`` may be a bracketed IPv6 literal in the file) or ``unix:/path``."""
+
+    host: str | None
+    port: int | None
+    unix_path: str | None
+    text: str  # as written
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    auth: ListenAddress
+    admin: ListenAddress
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    ttl: float  # seconds
+    max_entries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    name: str
+    description: str
+    endpoints: tuple[EndpointTemplate, ...]  # .text is the template as written
+    matcher: PermissionMatcher
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityPolicy:
+    tokens_enabled: bool = True
+    max_lifetime: int | None = None  # seconds
+    max_lifetime_text: str | None = None  # as written, e.g. "90d"
+    enforce_ip_filter: str | None = None
+    allow_permission_updates: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path  # absolute path of the file this was loaded from
+    listen: Listen
+    trusted_proxies: NetworkSet
+    store: str  # store URL; sqlite paths made absolute against the file's folder
+    secret_key_file: Path  # absolute
+    audit_log: Path  # absolute; JSON lines, appended by the service and the CLI
+    cache: CacheSettings
+    permissions: Mapping[str, Permission]  # the catalog, reserved permissions included
+    ip_filters: Mapping[str, IpFilter]
+    policy: SecurityPolicy
+    # One merged matcher per set of permission names, built on first use by
+    # decision.grants(); lives and dies with this configuration object.
+    matchers: dict[frozenset[str], PermissionMatcher] = field(
+        default_factory=dict, compare=False, repr=False
+    )

@@ -1,0 +1,85 @@
+"""The composition root: everything a running authsvc (or one CLI call) needs, opened and
+closed in one place. Each part is handed what it uses from here; no part reaches through
+another to find a third."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from authsvc.config import Config
+from authsvc.service.audit import AuditLog
+from authsvc.service.cache import RecordCache
+from authsvc.service.live import LiveConfig
+from authsvc.service.metrics import Metrics
+from authsvc.service.propagation import POLL_INTERVAL, ChangeFeed
+from authsvc.service.reload import ConfigReloader
+from authsvc.service.secret_key import load_secret_key
+from authsvc.service.token_service import TokenService
+from authsvc.service.usage import UsageRecorder
+from authsvc.store import TokenStore, open_store
+
+
+@dataclass(slots=True)
+class Runtime:
+    """The live configuration, the store and the services built on them."""
+
+    live: LiveConfig
+    store: TokenStore
+    cache: RecordCache
+    audit: AuditLog
+    service: TokenService
+    metrics: Metrics
+    usage: UsageRecorder
+    clock: Callable[[], float]
+
+    @classmethod
+    async def open(
+        cls,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_timer: Callable[[], float] = time.monotonic,
+        environ: Mapping[str, str] = os.environ,
+        store: TokenStore | None = None,
+    ) -> Runtime:
+        """Load the key, open the store (creating its schema) and wire the services.
+
+        ``clock`` is wall time (expiry, audit); ``cache_timer`` is monotonic (cache TTL).
+        """
+        key = load_secret_key(config.secret_key_file, environ)
+        store = store or open_store(config.store)
+        await store.open()
+        live = LiveConfig(config)
+        cache = RecordCache(config.cache.max_entries, config.cache.ttl, cache_timer)
+        audit = AuditLog(config.audit_log, clock)
+        service = TokenService(store, live, cache, audit, key=key, clock=clock)
+        metrics = Metrics()
+        metrics.config_loaded(clock())
+        return cls(live, store, cache, audit, service, metrics, UsageRecorder(store), clock)
+
+    def change_feed(self, *, poll_interval: float = POLL_INTERVAL) -> ChangeFeed:
+        """The feed that applies changes made elsewhere to this runtime's cache."""
+        return ChangeFeed(
+            self.store, self.cache, self.metrics, self.clock, poll_interval=poll_interval
+        )
+
+    def reloader(self, path: Path, *, interval: float = 0.2, settle: float = 0.5) -> ConfigReloader:
+        """The reloader that swaps this runtime's configuration when ``path`` changes."""
+        return ConfigReloader(
+            path,
+            live=self.live,
+            cache=self.cache,
+            audit=self.audit,
+            metrics=self.metrics,
+            clock=self.clock,
+            interval=interval,
+            settle=settle,
+        )
+
+    async def close(self) -> None:
+        await self.usage.stop()
+        await self.store.close()

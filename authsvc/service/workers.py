@@ -1,0 +1,123 @@
+"""``authsvc serve --workers N``: N processes sharing the listening sockets.
+
+The parent binds both listeners once, then runs N ordinary ``serve`` processes that
+inherit the sockets (the kernel spreads connections among them), forwards SIGHUP and
+SIGTERM to them, and restarts a worker that dies unexpectedly. Each worker has its own
+cache and follows the store's change feed, so a change made through one worker reaches
+the others within the propagation bound (SPEC §6), as between separate instances.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from authsvc.config import Config, ListenAddress
+
+log = logging.getLogger("authsvc.workers")
+
+#: Environment variable handing a worker its inherited socket descriptors: "auth,admin".
+FDS_ENV = "AUTHSVC_LISTEN_FDS"
+RESTART_DELAY = 1.0
+
+
+def bind(address: ListenAddress) -> socket.socket:
+    """A listening socket for ``address``, inheritable by the workers."""
+    if address.unix_path is not None:
+        path = Path(address.unix_path)
+        if path.is_socket():
+            path.unlink()  # a stale socket from an earlier run
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
+    else:
+        family = socket.AF_INET6 if ":" in (address.host or "") else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address.host or "", address.port or 0))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def inherited_sockets() -> tuple[socket.socket, socket.socket] | None:
+    """In a worker: the (auth, admin) sockets the parent bound; None when standalone."""
+    value = os.environ.get(FDS_ENV)
+    if not value:
+        return None
+    auth_fd, admin_fd = (int(fd) for fd in value.split(","))
+    return socket.socket(fileno=auth_fd), socket.socket(fileno=admin_fd)
+
+
+class Supervisor:
+    """Starts, watches and stops the worker processes."""
+
+    def __init__(self, config: Config, count: int) -> None:
+        self._config = config
+        self._count = count
+        self._sockets = (bind(config.listen.auth), bind(config.listen.admin))
+        self._workers: dict[int, subprocess.Popen[bytes]] = {}
+        self._stopping = False
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; 0 when every worker stopped cleanly."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        for index in range(self._count):
+            self._start(index)
+        log.info(
+            "authsvc serving with %d workers: auth on %s, admin on %s",
+            self._count,
+            self._config.listen.auth.text,
+            self._config.listen.admin.text,
+        )
+        status = 0
+        while self._workers:
+            pid, code = os.wait()
+            worker = next((i for i, p in self._workers.items() if p.pid == pid), None)
+            if worker is None:
+                continue
+            del self._workers[worker]
+            if self._stopping:
+                # a worker still starting may die of the SIGTERM itself: that is a clean stop
+                clean = os.waitstatus_to_exitcode(code) in (0, -signal.SIGTERM)
+                status = status or (0 if clean else 1)
+                continue
+            log.error(
+                "worker %d (pid %d) exited with status %d; restarting it",
+                worker,
+                pid,
+                os.waitstatus_to_exitcode(code),
+            )
+            time.sleep(RESTART_DELAY)
+            if not self._stopping:
+                self._start(worker)
+        for sock in self._sockets:
+            sock.close()
+        log.info("all workers stopped")
+        return status
+
+    def _start(self, index: int) -> None:
+        fds = tuple(sock.fileno() for sock in self._sockets)
+        env = {**os.environ, FDS_ENV: f"{fds[0]},{fds[1]}", "AUTHSVC_WORKER": str(index)}
+        argv = [sys.executable, "-m", "authsvc", "--config", str(self._config.path), "serve"]
+        self._workers[index] = subprocess.Popen(argv, pass_fds=fds, env=env)  # noqa: S603
+
+    def _signal_workers(self, signum: int) -> None:
+        for process in self._workers.values():
+            if process.poll() is None:
+                process.send_signal(signum)
+
+    def _on_stop(self, signum: int, _frame: FrameType | None) -> None:
+        self._stopping = True
+        self._signal_workers(signal.SIGTERM)
+
+    def _on_hup(self, signum: int, _frame: FrameType | None) -> None:
+        self._signal_workers(signal.SIGHUP)

@@ -1,0 +1,319 @@
+"""The PostgreSQL token store (asyncpg): :class:`PostgresStore` and its queries.
+
+The pool, its deadlines and the mapping of driver errors live in :mod:`.pool`; the typed
+views of asyncpg objects, value converters and URL helpers in :mod:`.driver`; the
+LISTEN/NOTIFY listener in :mod:`.listen`.
+The names other modules import from here are re-exported (see ``__all__``).
+
+Every write is one transaction: all of it is committed, or none of it. Errors: unreachable,
+lost or timed-out connections and server-side failures raise
+:class:`~authsvc.store.StoreUnavailable`; a name in use raises :class:`~authsvc.store.NameTaken`;
+other constraint violations raise :class:`~authsvc.store.StoreError`. The store names the server
+as ``postgresql://host:port/database``: no user name, no password, no query string; a
+password that turns up in a driver's message is blanked out.
+
+Listing behaves exactly like the SQLite store: ``name_fold`` holds Python's
+``str.lower(name)`` and both columns compare in the byte-order "C" collation, whatever the
+database's locale (see :mod:`authsvc.store.postgres.migrations` for the schema).
+
+Changes reach other instances two ways. ``update_permissions``, ``replace_digest`` (the old
+digest) and ``delete`` append to the change log polled with :meth:`PostgresStore.changes_since`
+(same contract as SQLite's), and send ``pg_notify('authsvc_changes', <hex digest>)`` in the same
+transaction, which the server delivers on commit to every :meth:`PostgresStore.listen`-er
+(:mod:`authsvc.store.postgres.changes`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg ships no type information
+
+from authsvc.rules.tokens import TokenRecord
+from authsvc.store import ChangeCallback, ListQuery, NameTaken, Usage
+from authsvc.store.postgres import changes as pg_changes
+from authsvc.store.postgres import migrations
+from authsvc.store.postgres.driver import (
+    Connection,
+    Pool,
+    Row,
+    as_blob,
+    as_integer,
+    display_name,
+    record_of,
+    storable,
+)
+from authsvc.store.postgres.listen import CHANNEL, Listener
+from authsvc.store.postgres.pool import PgPool
+from authsvc.store.queries import COLUMNS, like_pattern, order_by
+
+__all__ = [
+    "CHANNEL",
+    "Connection",
+    "Pool",
+    "PostgresStore",
+    "Row",
+    "display_name",
+]
+
+_SELECT_BY_ID = f"SELECT {COLUMNS} FROM tokens WHERE id = $1"  # noqa: S608 - constant columns
+_SELECT_BY_DIGEST = f"SELECT {COLUMNS} FROM tokens WHERE digest = $1"  # noqa: S608 - constant
+_FOLD: Final = "name_fold"  # the folded name, as the listing orders on it
+_UNIQUE_NAME: Final = "tokens_name_key"
+
+
+class PostgresStore:
+    """A :class:`~authsvc.store.TokenStore` in a PostgreSQL database at ``url``."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_size: int = 10,
+        connect_timeout: float = 2.0,
+        command_timeout: float = 2.0,
+        change_retention: float = 3600.0,
+        keepalive: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = PgPool(
+            url,
+            max_size=max_size,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
+        self._change_retention = change_retention
+        self._clock = clock
+        self._listener = Listener(self._db, keepalive=keepalive)
+
+    @property
+    def name(self) -> str:
+        """The server and database, without credentials: ``postgresql://host:port/db``."""
+        return self._db.name
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version this code migrates the database to."""
+        return migrations.SCHEMA_VERSION
+
+    async def exists(self) -> bool:
+        """Always: the database is the server's; opening creates only the schema in it."""
+        return True
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect the pool and bring the schema to the current version."""
+        await self._db.open()
+
+    async def close(self) -> None:
+        """Stop listening, let calls in flight finish, then close every connection."""
+        await self._db.close(first=self._listener.stop)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the server answers a query."""
+        await self._db.run(lambda c: c.fetchval("SELECT 1"))
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_by_digest(self, digest: bytes) -> TokenRecord | None:
+        """The token whose secret has this digest, or None."""
+        return await self._db.run(lambda c: self._one(c, _SELECT_BY_DIGEST, digest))
+
+    async def get(self, token_id: str) -> TokenRecord | None:
+        """The token with this id, or None."""
+        return await self._db.run(lambda c: self._one(c, _SELECT_BY_ID, token_id))
+
+    async def list_tokens(self, query: ListQuery) -> tuple[int, list[TokenRecord]]:
+        """(total matching, one page of records) for ``query``."""
+        order = order_by(query.sort, query.order, fold=_FOLD)
+        if query.limit < 0 or query.offset < 0:
+            raise ValueError("limit and offset must not be negative")
+        where, params = "", []
+        if query.name_contains is not None and not storable(query.name_contains):
+            return 0, []  # it cannot occur in any name, and the server would refuse the text
+        if query.name_contains is not None:
+            where = " WHERE name_fold LIKE $1 ESCAPE '\\'"
+            params = [like_pattern(query.name_contains)]
+        n = len(params)
+        count_sql = f"SELECT count(*) FROM tokens{where}"  # noqa: S608 - fixed fragments only
+        page_sql = (
+            f"SELECT {COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"  # noqa: S608 - fixed fragments only
+        )
+
+        async def body(c: Connection) -> tuple[int, list[TokenRecord]]:
+            # one snapshot, so the total and the page agree
+            async with c.transaction(isolation="repeatable_read", readonly=True):
+                total = await c.fetchval(count_sql, *params)
+                rows = await c.fetch(page_sql, *params, query.limit, query.offset)
+            return as_integer(total), [record_of(row) for row in rows]
+
+        return await self._db.run(body)
+
+    async def all_tokens(self) -> list[TokenRecord]:
+        """Every token, ordered by name."""
+        sql = f"SELECT {COLUMNS} FROM tokens ORDER BY {order_by('name', 'asc', fold=_FOLD)}"  # noqa: S608 - constant
+
+        async def body(c: Connection) -> list[TokenRecord]:
+            return [record_of(row) for row in await c.fetch(sql)]
+
+        return await self._db.run(body)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def insert(self, record: TokenRecord, digest: bytes) -> None:
+        """Store a new token durably; raise NameTaken if the name is in use."""
+        sql = (
+            f"INSERT INTO tokens ({COLUMNS}, name_fold, digest)"  # noqa: S608 - constant columns
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )
+        values = (
+            record.id,
+            record.name,
+            sorted(record.permissions),
+            record.ip_filter,
+            record.created_at,
+            record.expires_at,
+            record.created_by,
+            record.last_used_at,
+            record.last_used_ip,
+            record.name.lower(),
+            digest,
+        )
+
+        async def body(c: Connection) -> None:
+            try:
+                await c.execute(sql, *values)
+            except asyncpg.UniqueViolationError as exc:
+                # the unique index decides, so two writers racing for a name cannot both win
+                if getattr(exc, "constraint_name", None) == _UNIQUE_NAME:
+                    raise NameTaken(f"a token named {record.name!r} already exists") from None
+                raise
+
+        await self._db.write(body)
+
+    async def update_permissions(
+        self, token_id: str, permissions: frozenset[str]
+    ) -> TokenRecord | None:
+        """Replace a token's permissions; the updated record, or None if no such token."""
+
+        async def body(c: Connection) -> TokenRecord | None:
+            row = await c.fetchrow(
+                f"UPDATE tokens SET permissions = $2 WHERE id = $1 RETURNING digest, {COLUMNS}",  # noqa: S608 - constant columns
+                token_id,
+                sorted(permissions),
+            )
+            if row is None:
+                return None
+            await self._log_change(c, token_id, as_blob(row["digest"]))
+            return record_of(row)
+
+        return await self._db.write(body)
+
+    async def replace_digest(
+        self, token_id: str, digest: bytes
+    ) -> tuple[bytes, TokenRecord] | None:
+        """Rotate: swap the stored digest; (old digest, record), or None if no such token."""
+
+        async def body(c: Connection) -> tuple[bytes, TokenRecord] | None:
+            # the row lock makes concurrent rotations queue, each seeing its predecessor's digest
+            old = await self._digest(c, token_id, lock=True)
+            if old is None:
+                return None
+            row = await c.fetchrow(
+                f"UPDATE tokens SET digest = $2 WHERE id = $1 RETURNING {COLUMNS}",  # noqa: S608 - constant columns
+                token_id,
+                digest,
+            )
+            await self._log_change(c, token_id, old)
+            return None if row is None else (old, record_of(row))
+
+        return await self._db.write(body)
+
+    async def delete(self, token_id: str) -> bytes | None:
+        """Delete a token; its digest (for cache invalidation), or None if no such token."""
+
+        async def body(c: Connection) -> bytes | None:
+            found = await c.fetchval("DELETE FROM tokens WHERE id = $1 RETURNING digest", token_id)
+            if found is None:
+                return None
+            digest = as_blob(found)
+            await self._log_change(c, token_id, digest)
+            return digest
+
+        return await self._db.write(body)
+
+    async def record_usage(self, usages: Sequence[Usage]) -> None:
+        """Apply a batch of last-used updates in one transaction, only ever moving forward."""
+        # sorted by id, so concurrent batches from several instances lock rows in one order
+        # (no deadlocks); the sort is stable, so one token's reports keep their order
+        rows = [(u.token_id, u.used_at, u.ip) for u in sorted(usages, key=lambda u: u.token_id)]
+        if not rows:
+            return
+        sql = (
+            "UPDATE tokens SET last_used_at = $2, last_used_ip = $3"
+            " WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"
+        )
+        await self._db.write(lambda c: c.executemany(sql, rows))
+
+    # -- change log (not part of the TokenStore protocol) ------------------------------------
+
+    async def latest_change(self) -> int:
+        """The current high-water mark of the change log (0 before any change)."""
+        return await self._db.run(pg_changes.latest)
+
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[bytes, float]]]:
+        """(new high-water mark, (digest, changed_at) of changes after ``seq``), oldest first,
+        one entry per digest (its first change after ``seq``).
+
+        Raises :class:`~authsvc.store.ChangesPruned` when some of those changes were already
+        pruned, or when ``seq`` is ahead of the log (the database was replaced): drop the whole
+        cache, then continue from :meth:`latest_change`.
+        """
+        return await self._db.run(lambda c: pg_changes.changes_after(c, seq, self._db.name))
+
+    # -- notifications -----------------------------------------------------------------------
+
+    @property
+    def listening(self) -> bool:
+        """Whether a LISTEN connection is up right now (changes arrive as they commit)."""
+        return self._listener.listening
+
+    async def listen(self, callback: ChangeCallback) -> None:
+        """Call ``callback`` for every change committed by any instance sharing the database.
+
+        ``callback(digest, changed_at)`` names one digest a cache may hold (the old one after
+        a rotation) and when the writer committed it (its clock): drop that entry.
+        ``callback(None, None)`` means changes may have been missed, because the
+        listening connection was lost and is now back, or a payload was unreadable: drop the
+        whole cache (notifications are not durable). Callbacks run on the event loop and must
+        not block; an exception in one is logged and ignored.
+
+        Uses one dedicated connection, not one from the pool. The first connection attempt
+        happens before this returns; when it fails, or whenever the connection is lost later,
+        a background task reconnects with capped exponential backoff and then calls
+        ``callback(None)`` — only once it is listening again, so nothing read in between can
+        survive. Start listening before filling a cache. :meth:`close` stops it.
+        """
+        self._db.check_open()
+        await self._listener.start(callback)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _one(conn: Connection, sql: str, key: object) -> TokenRecord | None:
+        row = await conn.fetchrow(sql, key)
+        return None if row is None else record_of(row)
+
+    @staticmethod
+    async def _digest(conn: Connection, token_id: str, *, lock: bool = False) -> bytes | None:
+        sql = "SELECT digest FROM tokens WHERE id = $1" + (" FOR UPDATE" if lock else "")  # noqa: S608 - constant
+        found = await conn.fetchval(sql, token_id)
+        return None if found is None else as_blob(found)
+
+    async def _log_change(self, conn: Connection, token_id: str, digest: bytes) -> None:
+        await pg_changes.log_change(
+            conn, token_id, digest, now=self._clock(), retention=self._change_retention
+        )

@@ -1,0 +1,340 @@
+"""The embedded SQLite token store: :class:`SQLiteStore` and its queries.
+
+One connection, owned by one worker thread (a single-thread executor): every blocking
+sqlite call runs there, so the event loop never waits on disk and calls never interleave.
+Read-then-write operations run inside ``BEGIN IMMEDIATE`` (other writers, in this or another
+process, wait up to ``busy_timeout``) and roll back on any error. The file, its schema and
+durability settings: :mod:`authsvc.store.sqlite.schema`.
+
+Listing: ``name_contains`` and ordering by name are case-insensitive for all of Unicode
+(``str.lower``, not SQLite's ASCII-only ``NOCASE``); names differing only in case then sort by
+code point. ``order="desc"`` is the exact reverse of ``"asc"``, tie-breaks included.
+
+Beyond :class:`~authsvc.store.TokenStore`, a change log lets other processes sharing the file
+invalidate their caches (:mod:`authsvc.store.sqlite.changes`): poll
+:meth:`SQLiteStore.changes_since` with the last high-water mark (start from
+:meth:`SQLiteStore.latest_change`); on :class:`ChangesPruned`, drop the whole cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Final, TypeVar
+
+from authsvc.rules.tokens import TokenRecord
+from authsvc.store import (
+    ChangeCallback,
+    ChangesPruned,
+    ListQuery,
+    NameTaken,
+    StoreError,
+    StoreUnavailable,
+    Usage,
+)
+from authsvc.store.queries import COLUMNS, like_pattern, order_by
+from authsvc.store.sqlite import changes as sqlite_changes
+from authsvc.store.sqlite.schema import (
+    SCHEMA_VERSION,
+    connect,
+    connect_reader,
+    record_of,
+    transaction,
+)
+
+__all__ = ["SCHEMA_VERSION", "ChangesPruned", "SQLiteStore"]
+
+_T = TypeVar("_T")
+
+_SELECT_BY_ID = f"SELECT {COLUMNS} FROM tokens WHERE id = ?"  # noqa: S608 - constant columns
+_SELECT_BY_DIGEST = f"SELECT {COLUMNS} FROM tokens WHERE digest = ?"  # noqa: S608 - constant
+_NAME_MATCH = "authsvc_fold(name) LIKE ? ESCAPE '\\'"
+_FOLD: Final = "authsvc_fold(name)"  # the folded name, as the listing orders on it
+
+
+class SQLiteStore:
+    """A :class:`~authsvc.store.TokenStore` in one SQLite file at ``path``."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout_ms: int = 5000,
+        change_retention: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._path = path
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._change_retention = change_retention
+        self._clock = clock
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    @property
+    def name(self) -> str:
+        """The database file, as messages name the store."""
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version this code creates and migrates the file to."""
+        return SCHEMA_VERSION
+
+    async def exists(self) -> bool:
+        """Whether the database file has been created."""
+        return os.path.exists(self._path)  # noqa: ASYNC240 - one stat, before the store opens
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the file (mode 0600) and its directories, set PRAGMAs, migrate the schema."""
+        if self._closed:
+            raise StoreUnavailable(f"token store {self._path} is closed")
+        if self._executor is not None:
+            return
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="authsvc-sqlite")
+        try:
+            loop = asyncio.get_running_loop()
+            writer = functools.partial(connect, self._path, self._busy_timeout_ms)
+            self._conn = await loop.run_in_executor(executor, self._guarded, writer)
+            reader = functools.partial(connect_reader, self._path)
+            self._reader = await loop.run_in_executor(executor, self._guarded, reader)
+        except BaseException:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            executor.shutdown(wait=False)
+            raise
+        self._executor = executor
+
+    async def close(self) -> None:
+        """Let queued calls finish, then close the connection; later calls are refused."""
+        executor, conn, reader = self._executor, self._conn, self._reader
+        self._closed = True
+        self._executor, self._conn, self._reader = None, None, None
+        if reader is not None:
+            reader.close()
+        if executor is None:
+            return
+        try:
+            if conn is not None:
+                # queued behind every call already submitted, so none is cut short
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(executor, self._guarded, conn.close)
+        finally:
+            executor.shutdown(wait=False)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the database file answers a query."""
+        await self._run(lambda c: c.execute("SELECT count(*) FROM sqlite_master").fetchone())
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get_by_digest(self, digest: bytes) -> TokenRecord | None:
+        """The token whose secret has this digest, or None.
+
+        The hot path's only read, so it skips the thread hop: one indexed SELECT on the
+        read-only connection takes microseconds, and in WAL mode readers never wait for
+        writers. Only if the file is busy anyway (WAL recovery, an exclusive checkpoint)
+        does the read go to the worker thread, which waits out ``busy_timeout`` there
+        instead of on the event loop.
+        """
+        reader = self._reader
+        if reader is not None:
+            try:
+                return self._one(reader, _SELECT_BY_DIGEST, digest)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                    raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
+        return await self._run(lambda c: self._one(c, _SELECT_BY_DIGEST, digest))
+
+    async def get(self, token_id: str) -> TokenRecord | None:
+        """The token with this id, or None."""
+        return await self._run(lambda c: self._one(c, _SELECT_BY_ID, token_id))
+
+    async def list_tokens(self, query: ListQuery) -> tuple[int, list[TokenRecord]]:
+        """(total matching, one page of records) for ``query``."""
+        order = order_by(query.sort, query.order, fold=_FOLD)
+        if query.limit < 0 or query.offset < 0:
+            raise ValueError("limit and offset must not be negative")
+        where, params = "", []
+        if query.name_contains is not None:
+            where, params = f" WHERE {_NAME_MATCH}", [like_pattern(query.name_contains)]
+        count_sql = f"SELECT count(*) FROM tokens{where}"  # noqa: S608 - fixed fragments only
+        page_sql = f"SELECT {COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments only
+
+        def body(c: sqlite3.Connection) -> tuple[int, list[TokenRecord]]:
+            total = int(c.execute(count_sql, params).fetchone()[0])
+            rows = c.execute(page_sql, [*params, query.limit, query.offset]).fetchall()
+            return total, [record_of(row, self._path) for row in rows]
+
+        # one read transaction, so the total and the page come from the same snapshot
+        return await self._run(lambda c: transaction(c, body, write=False))
+
+    async def all_tokens(self) -> list[TokenRecord]:
+        """Every token, ordered by name."""
+        sql = f"SELECT {COLUMNS} FROM tokens ORDER BY {order_by('name', 'asc', fold=_FOLD)}"  # noqa: S608 - constant
+        return await self._run(lambda c: [record_of(row, self._path) for row in c.execute(sql)])
+
+    # -- writes ----------------------------------------------------------------------------
+
+    async def insert(self, record: TokenRecord, digest: bytes) -> None:
+        """Store a new token durably; raise NameTaken if the name is in use."""
+
+        def body(c: sqlite3.Connection) -> None:
+            # checked under the write lock, so no other writer can take the name meanwhile
+            if c.execute("SELECT 1 FROM tokens WHERE name = ?", (record.name,)).fetchone():
+                raise NameTaken(f"a token named {record.name!r} already exists")
+            if c.execute("SELECT 1 FROM tokens WHERE id = ?", (record.id,)).fetchone():
+                raise StoreError(f"a token with id {record.id} already exists")
+            c.execute(
+                f"INSERT INTO tokens ({COLUMNS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
+                (
+                    record.id,
+                    record.name,
+                    json.dumps(sorted(record.permissions)),
+                    record.ip_filter,
+                    record.created_at,
+                    record.expires_at,
+                    record.created_by,
+                    record.last_used_at,
+                    record.last_used_ip,
+                    digest,
+                ),
+            )
+
+        await self._run(lambda c: transaction(c, body))
+
+    async def update_permissions(
+        self, token_id: str, permissions: frozenset[str]
+    ) -> TokenRecord | None:
+        """Replace a token's permissions; the updated record, or None if no such token."""
+
+        def body(c: sqlite3.Connection) -> TokenRecord | None:
+            digest = self._digest(c, token_id)
+            if digest is None:
+                return None
+            c.execute(
+                "UPDATE tokens SET permissions = ? WHERE id = ?",
+                (json.dumps(sorted(permissions)), token_id),
+            )
+            self._log_change(c, token_id, digest)
+            return self._one(c, _SELECT_BY_ID, token_id)
+
+        return await self._run(lambda c: transaction(c, body))
+
+    async def replace_digest(
+        self, token_id: str, digest: bytes
+    ) -> tuple[bytes, TokenRecord] | None:
+        """Rotate: swap the stored digest; (old digest, record), or None if no such token."""
+
+        def body(c: sqlite3.Connection) -> tuple[bytes, TokenRecord] | None:
+            old = self._digest(c, token_id)
+            if old is None:
+                return None
+            c.execute("UPDATE tokens SET digest = ? WHERE id = ?", (digest, token_id))
+            self._log_change(c, token_id, old)
+            record = self._one(c, _SELECT_BY_ID, token_id)
+            return None if record is None else (old, record)
+
+        return await self._run(lambda c: transaction(c, body))
+
+    async def delete(self, token_id: str) -> bytes | None:
+        """Delete a token; its digest (for cache invalidation), or None if no such token."""
+
+        def body(c: sqlite3.Connection) -> bytes | None:
+            digest = self._digest(c, token_id)
+            if digest is not None:
+                c.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+                self._log_change(c, token_id, digest)
+            return digest
+
+        return await self._run(lambda c: transaction(c, body))
+
+    async def record_usage(self, usages: Sequence[Usage]) -> None:
+        """Apply a batch of last-used updates in one transaction, only ever moving forward."""
+        rows = [(u.used_at, u.ip, u.token_id, u.used_at) for u in usages]
+        if not rows:
+            return
+        sql = (
+            "UPDATE tokens SET last_used_at = ?, last_used_ip = ?"
+            " WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
+        )
+        await self._run(lambda c: transaction(c, lambda t: t.executemany(sql, rows)))
+
+    # -- change log (not part of the TokenStore protocol) ------------------------------------
+
+    async def latest_change(self) -> int:
+        """The current high-water mark of the change log (0 before any change)."""
+        return await self._run(sqlite_changes.latest)
+
+    async def changes_since(self, seq: int) -> tuple[int, list[tuple[bytes, float]]]:
+        """(new high-water mark, (digest, changed_at) of changes after ``seq``), oldest first,
+        one entry per digest (its first change after ``seq``).
+
+        Raises :class:`ChangesPruned` when some of those changes were already pruned, or when
+        ``seq`` is ahead of the log (the database was replaced): drop the whole cache, then
+        continue from :meth:`latest_change`.
+        """
+        return await self._run(lambda c: sqlite_changes.changes_after(c, seq, self._path))
+
+    # -- worker-thread side ------------------------------------------------------------------
+
+    # -- notifications -----------------------------------------------------------------------
+
+    async def listen(self, callback: ChangeCallback) -> None:
+        """SQLite cannot push changes to other processes: its change log is polled."""
+
+    @property
+    def listening(self) -> bool:
+        """Never: changes are found by polling the change log."""
+        return False
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _run(self, job: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``job`` on the worker thread with the connection, mapping sqlite errors."""
+        executor, conn = self._executor, self._conn
+        if executor is None or conn is None:
+            state = "closed" if self._closed else "not open"
+            raise StoreUnavailable(f"token store {self._path} is {state}")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(executor, self._guarded, functools.partial(job, conn))
+
+    def _guarded(self, job: Callable[[], _T]) -> _T:
+        # sqlite messages name the failure ("database is locked"), never a bound value
+        try:
+            return job()
+        except sqlite3.IntegrityError as exc:
+            raise StoreError(f"token store {self._path}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
+
+    def _one(self, conn: sqlite3.Connection, sql: str, key: object) -> TokenRecord | None:
+        row = conn.execute(sql, (key,)).fetchone()
+        return None if row is None else record_of(row, self._path)
+
+    @staticmethod
+    def _digest(conn: sqlite3.Connection, token_id: str) -> bytes | None:
+        row = conn.execute("SELECT digest FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _log_change(self, conn: sqlite3.Connection, token_id: str, digest: bytes) -> None:
+        sqlite_changes.log_change(
+            conn, token_id, digest, now=self._clock(), retention=self._change_retention
+        )
