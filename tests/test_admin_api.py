@@ -15,8 +15,8 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from authsvc.rules.durations import rfc3339
 from authsvc.rules.tokens import SECRET_PATTERN, TokenRecord, new_secret
-from authsvc.service.audit import rfc3339
 from authsvc.service.runtime import Runtime
 from authsvc.store import ListQuery
 from tests.factories import TOKEN_FIELDS, FrozenClock

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from authsvc.service.audit import AuditLog, rfc3339
+from authsvc.rules.durations import rfc3339
+from authsvc.service.audit import AuditLog
 from tests.factories import FrozenClock
 from tests.test_cli import SECRET_ANYWHERE, Cli, write_config
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from authsvc.config import Config
-from authsvc.rules.decision import effective_ip_filter
+from authsvc.rules.decision import effective_expiry, effective_ip_filter, is_expired
+from authsvc.rules.durations import rfc3339
 from authsvc.rules.tokens import TokenRecord
-from authsvc.service.audit import rfc3339
 
 
 def refusals(record: TokenRecord, config: Config, now: float) -> list[str]:
@@ -15,13 +15,14 @@ def refusals(record: TokenRecord, config: Config, now: float) -> list[str]:
     reasons = []
     if not policy.tokens_enabled:
         reasons.append("tokens are switched off (tokens_enabled: false)")
-    if record.expires_at is not None and now >= record.expires_at:
-        reasons.append(f"expired at {rfc3339(record.expires_at)}")
-    if policy.max_lifetime is not None and now >= record.created_at + policy.max_lifetime:
-        reasons.append(
-            f"expired by max_lifetime {policy.max_lifetime_text} "
-            f"(created {rfc3339(record.created_at)})"
-        )
+    if is_expired(record, policy, now):
+        if record.expires_at is not None and effective_expiry(record, policy) == record.expires_at:
+            reasons.append(f"expired at {rfc3339(record.expires_at)}")
+        else:
+            reasons.append(
+                f"expired by max_lifetime {policy.max_lifetime_text} "
+                f"(created {rfc3339(record.created_at)})"
+            )
     filter_name = effective_ip_filter(record, policy)
     if filter_name is not None and filter_name not in config.ip_filters:
         reasons.append(f"IP filter {filter_name!r} is missing: every address is denied")

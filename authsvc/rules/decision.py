@@ -36,12 +36,21 @@ class Reason(StrEnum):
 Status = Literal["active", "expired", "blocked"]
 
 
+def effective_expiry(record: TokenRecord, policy: SecurityPolicy) -> float | None:
+    """When rule 2 stops accepting the token: the earlier of its own ``expires_at`` and
+    ``created_at + max_lifetime`` (the policy's maximum counts from creation, so tightening
+    it blocks older tokens without rewriting them); None when neither is set."""
+    expires_at = record.expires_at
+    if policy.max_lifetime is None:
+        return expires_at
+    cap = record.created_at + policy.max_lifetime
+    return cap if expires_at is None or cap < expires_at else expires_at
+
+
 def is_expired(record: TokenRecord, policy: SecurityPolicy, now: float) -> bool:
-    """Rule 2: ``now == expires_at`` is already expired; the policy's maximum lifetime
-    counts from creation, so tightening it blocks older tokens without rewriting them."""
-    if record.expires_at is not None and now >= record.expires_at:
-        return True
-    return policy.max_lifetime is not None and now >= record.created_at + policy.max_lifetime
+    """Rule 2: expired from the effective expiry on (``now == expiry`` is expired)."""
+    expiry = effective_expiry(record, policy)
+    return expiry is not None and now >= expiry
 
 
 def effective_ip_filter(record: TokenRecord, policy: SecurityPolicy) -> str | None:

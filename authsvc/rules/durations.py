@@ -1,4 +1,5 @@
-"""Durations as written by people (``30d``, ``5s``) ⇄ whole seconds.
+"""Durations as written by people (``30d``, ``5s``) ⇄ whole seconds, and instants as the
+API writes them (RFC 3339, UTC).
 
 A duration is a positive whole number in ASCII digits, without sign, leading zeros,
 spaces or fraction, directly followed by one unit letter: ``s`` (seconds), ``m``
@@ -10,6 +11,7 @@ refused so that date arithmetic on them can never overflow.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 #: The longest duration accepted anywhere: 100 years (of 365 days).
@@ -75,3 +77,9 @@ def format_duration(seconds: int) -> str:
         if seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def rfc3339(epoch: float) -> str:
+    """An instant as the admin API, the CLI and the audit log write it: UTC, second
+    precision, with ``Z``."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -10,16 +10,12 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from authsvc.rules.durations import rfc3339
+
 log = logging.getLogger("authsvc.audit")
-
-
-def rfc3339(epoch: float) -> str:
-    """UTC, second precision, with ``Z``."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class AuditLog:

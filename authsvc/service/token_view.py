@@ -6,8 +6,8 @@ from typing import Any
 
 from authsvc.config import SecurityPolicy
 from authsvc.rules.decision import token_status
+from authsvc.rules.durations import rfc3339
 from authsvc.rules.tokens import TokenRecord
-from authsvc.service.audit import rfc3339
 
 
 def _time(epoch: float | None) -> str | None:
