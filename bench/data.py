@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from authsvc.rules.tokens import ALPHABET, PREFIX, RANDOM_LENGTH, checksum, digest
-from authsvc.store.sqlite.store import SQLiteStore
+from authsvc.store import open_store
 
 
 def fast_secret() -> str:
@@ -59,6 +59,6 @@ def bulk_tokens(
 
 
 async def _create_schema(db: Path) -> None:
-    store = SQLiteStore(str(db))
+    store = open_store(f"sqlite:///{db}")  # creates the schema
     await store.open()
     await store.close()

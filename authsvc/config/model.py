@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from authsvc.rules.endpoints import EndpointTemplate, PermissionMatcher
 from authsvc.rules.ipfilter import IpFilter, NetworkSet
+
+if TYPE_CHECKING:  # a type only: the model, read by the pure rules, touches no files
+    from pathlib import Path
 
 RESERVED_PERMISSIONS = ("ViewOrganizationTokens", "ManageOrganizationTokens")
 VIEW_TOKENS = "ViewOrganizationTokens"
@@ -41,7 +44,6 @@ class Permission:
     name: str
     description: str
     endpoints: tuple[EndpointTemplate, ...]  # .text is the template as written
-    matcher: PermissionMatcher
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,7 @@ from authsvc.config.nodes import (
     parse_port,
 )
 from authsvc.rules.durations import parse_duration
-from authsvc.rules.endpoints import EndpointTemplate, PermissionMatcher, compile_template
+from authsvc.rules.endpoints import EndpointTemplate, compile_template
 from authsvc.rules.ipfilter import IpFilter, IpFilterError, NetworkSet, compile_ip_filter
 from authsvc.store import resolve_store_url
 
@@ -184,7 +184,7 @@ def _read_permission(r: Reader, key: str, name: str, node: Node) -> Permission:
                 r.error(sub, item, f"{template.text!r} is listed twice")
             elif template is not None:
                 templates.append(template)
-    return Permission(name, description, tuple(templates), PermissionMatcher(templates))
+    return Permission(name, description, tuple(templates))
 
 
 def _read_permissions(r: Reader, node: Node | None) -> dict[str, Permission]:
@@ -207,7 +207,7 @@ def _read_permissions(r: Reader, node: Node | None) -> dict[str, Permission]:
             catalog[name] = _read_permission(r, key, name, value)
     for reserved in RESERVED_PERMISSIONS:
         description = RESERVED_DESCRIPTIONS[reserved]
-        catalog[reserved] = Permission(reserved, description, (), PermissionMatcher(()))
+        catalog[reserved] = Permission(reserved, description, ())
     return catalog
 
 

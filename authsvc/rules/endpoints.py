@@ -55,11 +55,6 @@ class EndpointTemplate:
     path: str
     segments: tuple[Segment, ...]
 
-    @property
-    def variables(self) -> tuple[str, ...]:
-        """Names of the ``{name}`` / ``{name...}`` segments, in order."""
-        return tuple(s.value for s in self.segments if s.kind is not SegmentKind.LITERAL)
-
 
 def split_path(path: str) -> tuple[str, ...]:
     """Segments of a canonical path: ``"/a/b/"`` → ``("a", "b", "")``, ``"/"`` → ``("",)``."""
@@ -195,23 +190,10 @@ class PermissionMatcher:
         self._any = roots.pop(ANY_METHOD)
         self._roots = roots
 
-    @property
-    def is_empty(self) -> bool:
-        """True when no template was given: the matcher matches nothing."""
-        return not self.templates
-
     def matches(self, method: str, segments: tuple[str, ...]) -> bool:
         """True if some template matches ``method`` and the canonical path ``segments``
         (as returned by :func:`split_path`)."""
         return self._roots.get(method, self._any).match(segments, 0)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PermissionMatcher):
-            return NotImplemented
-        return [t.text for t in self.templates] == [t.text for t in other.templates]
-
-    def __hash__(self) -> int:
-        return hash(tuple(t.text for t in self.templates))
 
     def __repr__(self) -> str:
         return f"PermissionMatcher({[t.text for t in self.templates]!r})"

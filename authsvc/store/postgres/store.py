@@ -258,7 +258,7 @@ class PostgresStore:
         )
         await self._db.write(lambda c: c.executemany(sql, rows))
 
-    # -- change log (not part of the TokenStore protocol) ------------------------------------
+    # -- change log ----------------------------------------------------------------------------
 
     async def latest_change(self) -> int:
         """The current high-water mark of the change log (0 before any change)."""

@@ -277,7 +277,7 @@ class SQLiteStore:
         )
         await self._run(lambda c: transaction(c, lambda t: t.executemany(sql, rows)))
 
-    # -- change log (not part of the TokenStore protocol) ------------------------------------
+    # -- change log ----------------------------------------------------------------------------
 
     async def latest_change(self) -> int:
         """The current high-water mark of the change log (0 before any change)."""
