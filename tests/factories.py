@@ -11,7 +11,7 @@ import yaml
 
 from authsvc.config import Config
 from authsvc.config.load import parse_config
-from authsvc.rules.tokens import TokenRecord
+from authsvc.rules.tokens import TokenRecord, new_token_id
 
 BASE: dict[str, Any] = {
     "permissions": {
@@ -40,6 +40,7 @@ TOKEN_FIELDS = frozenset(
         "ip_filter",
         "created_at",
         "expires_at",
+        "effective_expires_at",
         "status",
         "created_by",
         "last_used_at",
@@ -59,11 +60,24 @@ def make_config(tmp: Path | None = None, **overrides: Any) -> Config:
     return parse_config(yaml.safe_dump(data), folder / "authsvc.yaml")
 
 
+def config_data(folder: Path, **overrides: Any) -> dict[str, Any]:
+    """A configuration file's content: BASE with the store, key file and audit log in
+    ``folder`` (absolute paths), top-level keys replaced by ``overrides``."""
+    return {
+        **copy.deepcopy(BASE),  # tests edit nested sections: never the shared BASE
+        "store": f"sqlite:///{folder / 'authsvc.db'}",
+        "secret_key_file": str(folder / "authsvc.key"),
+        "audit_log": str(folder / "audit.log"),
+        **overrides,
+    }
+
+
 def config_from_text(text: str, folder: Path = Path("/nonexistent-authsvc-test")) -> Config:
     return parse_config(textwrap.dedent(text), folder / "authsvc.yaml")
 
 
 def make_record(**fields: Any) -> TokenRecord:
+    """A token record with fixed, plausible fields; ``fields`` replace them."""
     values: dict[str, Any] = {
         "id": "tok_00000000000000aa",
         "name": "ci deploys",
@@ -75,6 +89,12 @@ def make_record(**fields: Any) -> TokenRecord:
     }
     values.update(fields)
     return TokenRecord(**values)
+
+
+def new_record(name: str = "ci deploys", **fields: Any) -> TokenRecord:
+    """:func:`make_record` with a fresh id (unless ``fields`` name one), for tests that
+    store several records."""
+    return make_record(**{"id": new_token_id(), "name": name, **fields})
 
 
 class FrozenClock:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from authsvc.web.admin import _CREATE_FIELDS, _LIST_PARAMS, _PATCH_FIELDS, MAX_LIMIT
-from authsvc.web.errors import STATUS_BY_CODE
+from authsvc.web.errors import FIELD_CODES, STATUS_BY_CODE
 from authsvc.web.openapi import DOCUMENT
 from tests.webapp import Client, bearer
 
@@ -179,6 +179,38 @@ class TestSchemasMatchAnswers:
         for code in STATUS_BY_CODE:
             assert code in enum, code
         assert len(enum) == len(set(enum))
+
+    def test_error_field_is_optional_and_explained(self, served: dict[str, Any]) -> None:
+        """The Error schema documents ``field`` as an optional string and names every code
+        that may carry it."""
+        inner = served["components"]["schemas"]["Error"]["properties"]["error"]
+        assert "field" not in inner["required"]
+        field = inner["properties"]["field"]
+        assert field["type"] == "string"
+        for code in FIELD_CODES:
+            assert code in field["description"], code
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            pytest.param("/admin/v1/tokens", {"name": "n", "permissions": ["Nope"]}, id="field"),
+            pytest.param("/admin/v1/tokens", [], id="no-field"),
+        ],
+    )
+    async def test_real_errors_fit_the_error_schema(
+        self,
+        served: dict[str, Any],
+        admin_client: Client,
+        admin: tuple[Any, str],
+        path: str,
+        body: Any,
+    ) -> None:
+        """A real error, with ``field`` or without, holds the required keys and no others."""
+        response = await admin_client.post(path, json=body, headers=bearer(admin[1]))
+        error = (await response.json())["error"]
+        inner = served["components"]["schemas"]["Error"]["properties"]["error"]
+        assert set(inner["required"]) <= set(error) <= set(inner["properties"])
+        assert error["code"] in inner["properties"]["code"]["enum"]
 
     async def test_token_object(
         self, served: dict[str, Any], admin_client: Client, admin: tuple[Any, str]

@@ -5,7 +5,8 @@ Load it from a test module with ``pytest_plugins = ("tests.webapp",)``. It provi
 - ``clock``: a :class:`FrozenClock` at a fixed, realistic time;
 - ``runtime``: a :class:`Runtime` opened on ``make_config(tmp_path)`` (closed at teardown);
 - ``admin_client`` / ``auth_client``: aiohttp test clients for the admin and auth apps;
-- ``admin``: a ``ManageOrganizationTokens`` token minted through the CLI path;
+- ``admin``: a ``ManageOrganizationTokens`` token minted through the CLI path, and
+  ``admin_secret``, its secret alone;
 
 and helpers to mint tokens, swap the configuration in force and read the audit log.
 
@@ -87,13 +88,18 @@ def audit_text(runtime: Runtime) -> str:
     return path.read_text() if path.exists() else ""
 
 
-def assert_error(status: int, body: Any, code: str, expected: int) -> None:
-    """``body`` is the admin API error shape with ``code``, answered with ``expected``."""
+def assert_error(
+    status: int, body: Any, code: str, expected: int, *, field: str | None = None
+) -> None:
+    """``body`` is the admin API error shape with ``code``, answered with ``expected``,
+    naming ``field`` as the input at fault (None: no ``field`` key at all)."""
     assert status == expected, f"status {status}, expected {expected}: {body!r}"
     assert isinstance(body, dict), f"not a JSON object: {body!r}"
     assert set(body) == {"error"}, f"not the error shape: {body!r}"
-    assert set(body["error"]) == {"code", "message"}, f"not the error shape: {body!r}"
+    keys = {"code", "message"} if field is None else {"code", "message", "field"}
+    assert set(body["error"]) == keys, f"not the error shape naming {field!r}: {body!r}"
     assert body["error"]["code"] == code, f"code {body['error']['code']!r}, expected {code!r}"
+    assert body["error"].get("field") == field, f"field of {body!r}, expected {field!r}"
     message = body["error"]["message"]
     assert isinstance(message, str), f"message is not a string: {body!r}"
     assert message, "the message is empty"
@@ -141,3 +147,9 @@ async def auth_client(runtime: Runtime, aiohttp_client: ClientMaker) -> Client:
 async def admin(runtime: Runtime) -> tuple[TokenRecord, str]:
     """A token holding ManageOrganizationTokens: (record, secret)."""
     return await mint(runtime, MANAGE, name="admin")
+
+
+@pytest.fixture
+def admin_secret(admin: tuple[TokenRecord, str]) -> str:
+    """The secret of the ``admin`` fixture's Manage token."""
+    return admin[1]

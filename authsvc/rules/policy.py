@@ -17,12 +17,15 @@ NAME_MAX_LENGTH = 100
 
 
 class Refused(Exception):  # a refusal, not a programming error
-    """A request that the rules refuse; ``code`` is the API error code."""
+    """A request that the rules refuse; ``code`` is the API error code, ``field`` the one
+    request field at fault (the admin API's body key, which is also the keyword of
+    :func:`check_create`), or None when the refusal is about the whole request."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,23 +42,32 @@ def check_name(name: str) -> str:
     """1–100 characters, no control or invisible format characters (names reach headers
     and logs), no leading or trailing white space."""
     if not 1 <= len(name) <= NAME_MAX_LENGTH:
-        raise Refused("invalid_name", f"A token name has 1 to {NAME_MAX_LENGTH} characters.")
+        raise Refused(
+            "invalid_name", f"A token name has 1 to {NAME_MAX_LENGTH} characters.", field="name"
+        )
     if name != name.strip():
-        raise Refused("invalid_name", "A token name may not start or end with white space.")
+        raise Refused(
+            "invalid_name", "A token name may not start or end with white space.", field="name"
+        )
     if any(unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp") for char in name):
-        raise Refused("invalid_name", "A token name may not contain control characters.")
+        raise Refused(
+            "invalid_name", "A token name may not contain control characters.", field="name"
+        )
     return name
 
 
 def check_permissions(config: Config, permissions: Sequence[str]) -> frozenset[str]:
     """A non-empty set of names from the current catalog."""
     if not permissions:
-        raise Refused("invalid_permissions", "A token needs at least one permission.")
+        raise Refused(
+            "invalid_permissions", "A token needs at least one permission.", field="permissions"
+        )
     unknown = sorted(set(permissions) - set(config.permissions))
     if unknown:
         raise Refused(
             "unknown_permission",
             f"Unknown permission {', '.join(unknown)}: see GET /admin/v1/permissions.",
+            field="permissions",
         )
     return frozenset(permissions)
 
@@ -68,17 +80,19 @@ def check_expiry(config: Config, expires_in: str | None) -> int | None:
             raise Refused(
                 "expiry_required",
                 f"The security policy requires an expiry of at most {policy.max_lifetime_text}.",
+                field="expires_in",
             )
         return None
     try:
         seconds = parse_duration(expires_in, units="mhd")
     except ValueError as error:
-        raise Refused("invalid_expiry", str(error)) from None
+        raise Refused("invalid_expiry", str(error), field="expires_in") from None
     if policy.max_lifetime is not None and seconds > policy.max_lifetime:
         raise Refused(
             "expiry_too_long",
             f"Expiry {expires_in} exceeds the security policy's maximum lifetime of "
             f"{policy.max_lifetime_text or format_duration(policy.max_lifetime)}.",
+            field="expires_in",
         )
     return seconds
 
@@ -91,11 +105,14 @@ def check_ip_filter(config: Config, ip_filter: str | None) -> str | None:
             raise Refused(
                 "ip_filter_enforced",
                 f"The security policy enforces the IP filter {enforced!r} on every token.",
+                field="ip_filter",
             )
         return enforced
     if ip_filter is not None and ip_filter not in config.ip_filters:
         raise Refused(
-            "unknown_ip_filter", f"Unknown IP filter {ip_filter!r}: see GET /admin/v1/ip-filters."
+            "unknown_ip_filter",
+            f"Unknown IP filter {ip_filter!r}: see GET /admin/v1/ip-filters.",
+            field="ip_filter",
         )
     return ip_filter
 
@@ -114,7 +131,7 @@ def check_create(
     expires_in: str | None,
     ip_filter: str | None,
 ) -> Issuance:
-    """Every issuance rule of SPEC §4, in the order an operator would fix them."""
+    """Every issuance rule of docs/admin-api.md, in the order an operator would fix them."""
     check_tokens_enabled(config)
     return Issuance(
         name=check_name(name),

@@ -120,7 +120,9 @@ class TokenService:
         try:
             await self._store.insert(record, self.digest(secret))
         except NameTaken:
-            raise Refused("name_taken", f"A token named {name!r} already exists.") from None
+            raise Refused(
+                "name_taken", f"A token named {name!r} already exists.", field="name"
+            ) from None
         self._audit.write(
             "token.create",
             actor=actor,

@@ -1,11 +1,11 @@
-"""The public token object (SPEC §4), shared by the admin API and the CLI's ``--json``."""
+"""The public token object (docs/admin-api.md), shared by the admin API and the CLI's ``--json``."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from authsvc.config import SecurityPolicy
-from authsvc.rules.decision import token_status
+from authsvc.rules.decision import effective_expiry, token_status
 from authsvc.rules.durations import rfc3339
 from authsvc.rules.tokens import TokenRecord
 
@@ -15,7 +15,9 @@ def _time(epoch: float | None) -> str | None:
 
 
 def token_object(record: TokenRecord, policy: SecurityPolicy, now: float) -> dict[str, Any]:
-    """Every field of the record plus the derived status; never the secret."""
+    """Every field of the record plus the derived effective expiry and status; never the
+    secret. ``effective_expires_at`` is when the token stops being accepted (the earlier of
+    ``expires_at`` and the policy's maximum lifetime), so clients need not re-derive it."""
     return {
         "id": record.id,
         "name": record.name,
@@ -23,6 +25,7 @@ def token_object(record: TokenRecord, policy: SecurityPolicy, now: float) -> dic
         "ip_filter": record.ip_filter,
         "created_at": rfc3339(record.created_at),
         "expires_at": _time(record.expires_at),
+        "effective_expires_at": _time(effective_expiry(record, policy)),
         "status": token_status(record, policy, now),
         "created_by": record.created_by,
         "last_used_at": _time(record.last_used_at),

@@ -1,4 +1,4 @@
-"""The admin API under ``/admin/v1/`` (SPEC §4): thin handlers over TokenService."""
+"""The admin API under ``/admin/v1/`` (docs/admin-api.md): thin handlers over TokenService."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ async def authorize(request: web.Request, *, write: bool) -> tuple[str, str]:
         raise ApiError("unauthorized", "The supplied authentication is invalid.")
     reason = admin_access(record, ip, config, runtime.clock(), write=write)
     if reason is Reason.TOKENS_DISABLED:
-        # Every token is refused, admin tokens included; say why (SPEC §4: 403
+        # Every token is refused, admin tokens included; say why (docs/admin-api.md: 403
         # tokens_disabled) rather than a bare 401 that would send the operator looking
         # for a bad token.
         raise ApiError("tokens_disabled", "The security policy has switched tokens off.")
@@ -87,8 +87,18 @@ async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]
     unknown = sorted(set(body) - allowed)
     if unknown:
         shown = ", ".join(repr(key[:40]) for key in unknown[:5])
-        raise ApiError("unknown_field", f"Unknown field(s) {shown}; allowed: {sorted(allowed)}.")
+        raise ApiError(
+            "unknown_field",
+            f"Unknown field(s) {shown}; allowed: {sorted(allowed)}.",
+            field=_one(unknown),
+        )
     return body
+
+
+def _one(names: list[str]) -> str | None:
+    """The input at fault when there is exactly one (cut as messages cut echoed input),
+    else None: several bad keys or parameters are no single input to point at."""
+    return names[0][:40] if len(names) == 1 else None
 
 
 def _string(body: Mapping[str, Any], key: str, *, nullable: bool) -> str | None:
@@ -97,14 +107,18 @@ def _string(body: Mapping[str, Any], key: str, *, nullable: bool) -> str | None:
         return None
     if not isinstance(value, str):
         kind = "a string or null" if nullable else "a string"
-        raise ApiError("invalid_field", f"{key!r} must be {kind}.")
+        raise ApiError("invalid_field", f"{key!r} must be {kind}.", field=key)
     return value
 
 
 def _permissions(body: Mapping[str, Any]) -> list[str]:
     value = body.get("permissions")
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ApiError("invalid_field", "'permissions' must be a list of permission names.")
+        raise ApiError(
+            "invalid_field",
+            "'permissions' must be a list of permission names.",
+            field="permissions",
+        )
     return cast(list[str], value)
 
 
@@ -112,26 +126,36 @@ def _list_query(request: web.Request) -> ListQuery:
     params = request.rel_url.query
     unknown = sorted(set(params) - _LIST_PARAMS)
     if unknown:
-        raise ApiError("invalid_query", f"Unknown query parameter(s): {', '.join(unknown)[:200]}.")
+        raise ApiError(
+            "invalid_query",
+            f"Unknown query parameter(s): {', '.join(unknown)[:200]}.",
+            field=_one(unknown),
+        )
     repeated = sorted(key for key in set(params) if len(params.getall(key)) > 1)
     if repeated:
         # ?limit=1&limit=500 means different things to different readers: refuse it.
-        raise ApiError("invalid_query", f"Repeated query parameter(s): {', '.join(repeated)}.")
+        raise ApiError(
+            "invalid_query",
+            f"Repeated query parameter(s): {', '.join(repeated)}.",
+            field=_one(repeated),
+        )
     sort = params.get("sort", "name")
     order = params.get("order", "asc")
     if sort not in ("name", "expires_at"):
-        raise ApiError("invalid_query", "sort must be name or expires_at.")
+        raise ApiError("invalid_query", "sort must be name or expires_at.", field="sort")
     if order not in ("asc", "desc"):
-        raise ApiError("invalid_query", "order must be asc or desc.")
+        raise ApiError("invalid_query", "order must be asc or desc.", field="order")
     limit = _int_param(params.get("limit", "50"), "limit", 1, MAX_LIMIT)
     offset = _int_param(params.get("offset", "0"), "offset", 0, 10**9)
     name = params.get("name") or None
     if name is not None and len(name) > 100:
-        raise ApiError("invalid_query", "name is at most 100 characters.")
+        raise ApiError("invalid_query", "name is at most 100 characters.", field="name")
     if name is not None and not _searchable(name):
         # No token name holds these (policy.check_name), and the stores would read them
         # differently (SQLite stops at NUL): refuse rather than answer inconsistently.
-        raise ApiError("invalid_query", "name may not contain control or surrogate characters.")
+        raise ApiError(
+            "invalid_query", "name may not contain control or surrogate characters.", field="name"
+        )
     return ListQuery(
         name_contains=name,
         sort=cast(Literal["name", "expires_at"], sort),
@@ -156,7 +180,9 @@ def _searchable(text: str) -> bool:
 
 def _int_param(text: str, key: str, low: int, high: int) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 10 or not low <= int(text) <= high:
-        raise ApiError("invalid_query", f"{key} must be a whole number from {low} to {high}.")
+        raise ApiError(
+            "invalid_query", f"{key} must be a whole number from {low} to {high}.", field=key
+        )
     return int(text)
 
 

@@ -1,4 +1,5 @@
-"""The admin API's one mapping from outcomes to HTTP: ``{"error": {"code", "message"}}``."""
+"""The admin API's one mapping from outcomes to HTTP: ``{"error": {"code", "message"}}``,
+plus ``"field"`` when one input (a body key or a query parameter) is at fault."""
 
 from __future__ import annotations
 
@@ -46,28 +47,56 @@ STATUS_BY_CODE: dict[str, int] = {
     "store_unavailable": 503,
 }
 
+#: The codes whose errors may name the one input at fault in ``field``: the JSON body key
+#: (create, PATCH) or the query parameter (list). Every other code is about the whole
+#: request and never carries ``field``.
+FIELD_CODES = frozenset(
+    {
+        "invalid_query",
+        "name_taken",
+        "invalid_field",
+        "unknown_field",
+        "invalid_name",
+        "invalid_permissions",
+        "unknown_permission",
+        "invalid_expiry",
+        "expiry_required",
+        "expiry_too_long",
+        "ip_filter_enforced",
+        "unknown_ip_filter",
+    }
+)
+
 
 class ApiError(Exception):
-    """An admin API refusal raised by the web layer itself (bad JSON, bad query, auth)."""
+    """An admin API refusal raised by the web layer itself (bad JSON, bad query, auth);
+    ``field`` names the one body key or query parameter at fault, if there is one."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
-def error_response(code: str, message: str) -> web.Response:
-    """The error shape with the status of ``code``. Messages may echo request input (a
-    permission or token name); anything shaped like a secret, whole or cut short, is
-    redacted, so a token pasted into the wrong field does not come back in the body."""
+def _redact(text: str) -> str:
+    return _SECRET_LIKE.sub("authsvc_[redacted]", text)
+
+
+def error_response(code: str, message: str, field: str | None = None) -> web.Response:
+    """The error shape with the status of ``code``, and ``field`` only when one input is
+    at fault. The message may echo request input (a permission or token name), and the
+    field of an unknown key is that key: anything shaped like a secret, whole or cut
+    short, is redacted in both, so a token pasted into the wrong place does not come back
+    in the body."""
     status = STATUS_BY_CODE[code]
-    message = _SECRET_LIKE.sub("authsvc_[redacted]", message)
+    error = {"code": code, "message": _redact(message)}
+    if field is not None:
+        error["field"] = _redact(field)
     headers = {"Cache-Control": "no-store"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
-    return web.json_response(
-        {"error": {"code": code, "message": message}}, status=status, headers=headers
-    )
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 def _where(request: web.Request) -> str:
@@ -94,7 +123,7 @@ async def _answer(  # noqa: PLR0911 - one return per error kind, by design
     try:
         return await handler(request)
     except (ApiError, Refused) as error:
-        return error_response(error.code, error.message)
+        return error_response(error.code, error.message, error.field)
     except StoreUnavailable as error:
         log.warning("store unavailable during %s: %s", _where(request), error)
         return error_response("store_unavailable", "The token store is unavailable; try again.")

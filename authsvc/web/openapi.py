@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from authsvc import __version__
-from authsvc.web.errors import STATUS_BY_CODE
+from authsvc.web.errors import FIELD_CODES, STATUS_BY_CODE
 
 _REF_ERROR = {"$ref": "#/components/responses/Error"}
 _TOKEN_ID = {
@@ -221,11 +221,25 @@ _TOKEN_PROPERTIES: dict[str, Any] = {
     "ip_filter": _NULLABLE_STRING,
     "created_at": {"type": "string", "format": "date-time"},
     "expires_at": _TIME,
+    "effective_expires_at": {
+        **_TIME,
+        "description": "When the token stops being accepted: the earlier of expires_at and "
+        "created_at plus the security policy's max_lifetime; null when neither is set.",
+    },
     "status": {"enum": ["active", "expired", "blocked"]},
     "created_by": {"type": "string"},
     "last_used_at": _TIME,
     "last_used_ip": _NULLABLE_STRING,
 }
+
+_FIELD_DESCRIPTION = (
+    "Present only when one input is at fault: the JSON body key (name, permissions, "
+    "expires_in, ip_filter, or the one unknown key, cut to 40 characters) or the query "
+    "parameter of a list call (name, sort, order, limit, offset, or the one unknown or "
+    "repeated parameter); anything shaped like a secret is redacted. Absent for errors "
+    "about the whole request or about several inputs at once. Codes that may "
+    f"carry it: {', '.join(sorted(FIELD_CODES))}."
+)
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -272,6 +286,10 @@ DOCUMENT: dict[str, Any] = {
                         "properties": {
                             "code": {"enum": sorted(STATUS_BY_CODE)},
                             "message": {"type": "string"},
+                            "field": {
+                                "type": "string",
+                                "description": _FIELD_DESCRIPTION,
+                            },
                         },
                     }
                 },

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,7 +23,7 @@ with contextlib.suppress(ImportError):  # the `browser` fixture reports a missin
     from playwright.sync_api import expect
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Locator, Page, Request, Route
 
     from tests.browser.conftest import PageProblems
 
@@ -101,6 +101,31 @@ def copy_secret(page: Page) -> str:
     assert isinstance(copied, str)
     assert copied == dialog.get_by_label(re.compile("^Token")).input_value()
     return copied
+
+
+def create_requests(page: Page) -> list[dict[str, Any]]:
+    """The expiry and filter of every create request ``page`` sends from now on."""
+    sent: list[dict[str, Any]] = []
+
+    def on_request(request: Request) -> None:
+        if request.method == "POST" and request.url.endswith("/admin/v1/tokens"):
+            body = request.post_data_json or {}
+            sent.append({key: body.get(key) for key in ("expires_in", "ip_filter")})
+
+    page.on("request", on_request)
+    return sent
+
+
+def answer_create_with(page: Page, error: dict[str, Any]) -> None:
+    """Make the server's answer to every create request a 422 with ``error``."""
+
+    def fulfill(route: Route) -> None:
+        if route.request.method != "POST":
+            route.fallback()
+            return
+        route.fulfill(status=422, json={"error": error}, headers={"Cache-Control": "no-store"})
+
+    page.route(re.compile(r"/admin/v1/tokens$"), fulfill)
 
 
 def field_error(page: Page, field_id: str) -> Locator:
@@ -285,10 +310,12 @@ class TestCreate:
         expect(row(page, "forever").locator("td").nth(3)).to_have_text("Never")
 
     def test_the_form_follows_the_policy(self, page: Page, serve: ServeFactory) -> None:
-        """With max_lifetime and an enforced filter: expiry is required and bounded (checked
-        before sending), there is no 'Never', and the enforced filter is shown read-only."""
+        """With max_lifetime and an enforced filter: expiry is required (a whole number,
+        checked before sending) and bounded (by the server, whose refusal is shown at the
+        expiry field), there is no 'Never', and the enforced filter is shown read-only."""
         server = serve(security_policy={"max_lifetime": "7d", "enforce_ip_filter": "localhost"})
         _, admin = server.mint(MANAGE, name="admin console", expires_in="7d")
+        sent = create_requests(page)
         sign_in(page, server, admin)
         expect(page.locator("#policy-summary")).to_contain_text(
             "expiry required, at most 7d (7 days)"
@@ -307,13 +334,17 @@ class TestCreate:
         dialog.get_by_label("Expires after").fill("8")
         dialog.get_by_role("button", name="Create").click()
         expect(field_error(page, "new-expiry")).to_have_text(
-            "At most 7d (7 days), as the security policy requires."
+            "Expiry 8d exceeds the security policy's maximum lifetime of 7d."
         )
+        expect(dialog.get_by_label("Expires after")).to_have_attribute("aria-invalid", "true")
+        expect(dialog.get_by_label("Expires after")).to_be_focused()
+        assert sent == [{"expires_in": "8d", "ip_filter": None}], "the server did not judge it"
         dialog.get_by_label("Expires after").fill("")
         dialog.get_by_role("button", name="Create").click()
         expect(field_error(page, "new-expiry")).to_contain_text("An expiry is required")
         expect(dialog.get_by_label("Expires after")).to_be_focused()
-        assert server.token_count() == 1, "the page sent a request it had already refused"
+        assert len(sent) == 1, "the page sent a request it had already refused"
+        assert server.token_count() == 1
 
         dialog.get_by_label("Expires after").fill("36")
         dialog.get_by_label("Unit").select_option("h")
@@ -348,10 +379,57 @@ class TestCreate:
         expect(field_error(page, "new-expiry")).to_contain_text(
             "exceeds the security policy's maximum lifetime of 1d"
         )
+        expect(dialog.get_by_label("Expires after")).to_have_attribute("aria-invalid", "true")
         expect(field_error(page, "new-name")).to_be_hidden()
         expect(dialog).to_be_visible()
         dialog.get_by_role("button", name="Cancel").click()
         expect(row(page, "fresh")).to_have_count(0)
+
+    @pytest.mark.parametrize(
+        ("error", "shown_at"),
+        [
+            pytest.param(
+                {
+                    "code": "invalid_field",
+                    "message": "'name' is fine; the IP filter is not.",
+                    "field": "ip_filter",
+                },
+                "new-ip-filter-error",
+                id="field-not-the-message",
+            ),
+            pytest.param(
+                {"code": "invalid_name", "message": "Refused as a whole."},
+                "create-error",
+                id="no-field-whatever-the-code",
+            ),
+            pytest.param(
+                {"code": "unknown_field", "message": "Unknown field 'nam'.", "field": "nam"},
+                "create-error",
+                id="field-the-form-lacks",
+            ),
+        ],
+    )
+    def test_an_error_is_shown_where_its_field_says(
+        self,
+        page: Page,
+        server: PageServer,
+        admin_secret: str,
+        error: dict[str, str],
+        shown_at: str,
+    ) -> None:
+        """The server's ``field`` alone decides where an error goes: not its message, not its
+        code; no field, or one the form has no control for, goes to the top of the dialog."""
+        sign_in(page, server, admin_secret)
+        answer_create_with(page, error)
+        dialog = open_create(page)
+        dialog.get_by_label("Name", exact=True).fill("placed")
+        permission(dialog, "Reader").check()
+        dialog.get_by_role("button", name="Create").click()
+        expect(page.locator(f"#{shown_at}")).to_contain_text(error["message"])
+        for other in ("new-name-error", "new-ip-filter-error", "new-expiry-error"):
+            if other != shown_at:
+                expect(page.locator(f"#{other}")).to_be_hidden()
+        expect(dialog).to_be_visible()
 
 
 class TestDetails:
@@ -467,6 +545,50 @@ class TestList:
         expect(busy).to_contain_text("from 127.0.0.1")
         expect(busy.locator("td").nth(5)).to_contain_text("less than a minute ago")
         expect(row(page, "admin console").locator("td").nth(5)).to_contain_text("Never")
+
+    def test_expiry_under_a_tightened_maximum_lifetime(
+        self, page: Page, server: PageServer, admin_secret: str
+    ) -> None:
+        """A policy maximum set after creation: the list and the details show the server's
+        effective expiry, marked as the policy's when it comes before the token's own."""
+        server.mint("Reader", name="long", expires_in="30d")
+        server.mint("Reader", name="short", expires_in="2d")
+        server.use_config(security_policy={"max_lifetime": "7d"})
+        sign_in(page, server, admin_secret)
+        long = row(page, "long").locator("td").nth(3)
+        expect(long).to_contain_text("Jun 22, 2025, 3:06 PM")
+        expect(long).to_contain_text("in 7 days")
+        expect(long).to_contain_text("policy maximum lifetime")
+        short = row(page, "short").locator("td").nth(3)
+        expect(short).to_contain_text("Jun 17, 2025, 3:06 PM")
+        expect(short).not_to_contain_text("policy maximum lifetime")
+        page.get_by_role("button", name="long", exact=True).click()
+        expect(page.get_by_role("dialog", name="long")).to_contain_text(
+            "Jun 22, 2025, 3:06 PM (in 7 days), the policy's maximum lifetime"
+        )
+
+    def test_the_expiry_shown_is_the_servers(
+        self, page: Page, server: PageServer, admin_secret: str
+    ) -> None:
+        """The Expires column shows effective_expires_at as answered, not a date the page
+        works out itself (here one no policy rule would give)."""
+        server.mint("Reader", name="answered", expires_in="2d")
+
+        def rewrite(route: Route) -> None:
+            response = route.fetch()
+            page_of_tokens = response.json()
+            for token in page_of_tokens["tokens"]:
+                if token["name"] == "answered":
+                    token["effective_expires_at"] = "2025-06-16T09:00:00Z"
+            route.fulfill(response=response, json=page_of_tokens)
+
+        page.route(re.compile(r"/admin/v1/tokens\?"), rewrite)
+        sign_in(page, server, admin_secret)
+        cell = row(page, "answered").locator("td").nth(3)
+        expect(cell).to_contain_text("Jun 16, 2025, 9:00 AM")
+        expect(cell).to_contain_text("in 17 hours")
+        expect(cell).to_contain_text("policy maximum lifetime")
+        expect(cell).not_to_contain_text("Jun 17, 2025")
 
     def test_filter_sort_and_paging(
         self, page: Page, server: PageServer, admin_secret: str

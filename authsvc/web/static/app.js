@@ -34,10 +34,13 @@ const state = {
 // The admin API
 
 class ApiFailure extends Error {
-  constructor(status, code, message) {
+  // field: the request body key (or query parameter) the server says is at fault, or null
+  // when the error is about the whole request.
+  constructor(status, code, message, field = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.field = field;
   }
 }
 
@@ -69,6 +72,7 @@ async function api(method, path, body) {
       response.status,
       typeof error.code === "string" ? error.code : `http_${response.status}`,
       typeof error.message === "string" ? error.message : `The server answered ${response.status}.`,
+      typeof error.field === "string" ? error.field : null,
     );
   }
   return data;
@@ -294,18 +298,12 @@ async function loadTokens() {
   renderTokens(page.tokens);
 }
 
+/** When the token stops being accepted, as the server computed it (its one expiry rule),
+ * and whether that is the policy's maximum lifetime rather than the token's own expiry. */
 function effectiveExpiry(token) {
-  let at = token.expires_at ? Date.parse(token.expires_at) : null;
-  let byPolicy = false;
-  const max = state.policy && state.policy.max_lifetime_seconds;
-  if (max) {
-    const cap = Date.parse(token.created_at) + max * 1000;
-    if (at === null || cap < at) {
-      at = cap;
-      byPolicy = true;
-    }
-  }
-  return { at, byPolicy };
+  const at = token.effective_expires_at ? Date.parse(token.effective_expires_at) : null;
+  const own = token.expires_at ? Date.parse(token.expires_at) : null;
+  return { at, byPolicy: at !== null && at !== own };
 }
 
 function expiryCell(token) {
@@ -425,27 +423,11 @@ function renderPager(shown) {
 // ---------------------------------------------------------------------------------------
 // The create dialog
 
-const CREATE_FIELDS = {
-  name: ["invalid_name", "name_taken"],
-  permissions: ["invalid_permissions", "unknown_permission"],
-  ip_filter: ["ip_filter_enforced", "unknown_ip_filter"],
-  expires_in: ["invalid_expiry", "expiry_required", "expiry_too_long"],
-};
+// The create request's body keys, each shown next to its own control.
+const CREATE_BODY_KEYS = ["name", "permissions", "ip_filter", "expires_in"];
 
-/** The body field an API error is about, or null when it is about the whole request. */
-function fieldOf(failure) {
-  for (const [field, codes] of Object.entries(CREATE_FIELDS)) {
-    if (codes.includes(failure.code)) {
-      return field;
-    }
-  }
-  if (failure.code === "invalid_field" || failure.code === "unknown_field") {
-    const match = /'(name|permissions|expires_in|ip_filter)'/.exec(failure.message);
-    return match ? match[1] : null;
-  }
-  return null;
-}
-
+/** The error text and controls of the create form's `field` (a body key), or null
+ * when the form has no control for it. */
 function createFieldParts(field) {
   switch (field) {
     case "name":
@@ -457,13 +439,15 @@ function createFieldParts(field) {
       };
     case "ip_filter":
       return { error: $("new-ip-filter-error"), controls: [$("new-ip-filter")] };
-    default:
+    case "expires_in":
       return { error: $("new-expiry-error"), controls: [$("new-expiry-amount")] };
+    default:
+      return null;
   }
 }
 
 function clearCreateErrors() {
-  for (const field of Object.keys(CREATE_FIELDS)) {
+  for (const field of CREATE_BODY_KEYS) {
     const parts = createFieldParts(field);
     setFieldError(parts.error, parts.controls, "");
   }
@@ -574,7 +558,9 @@ function expirySeconds() {
   return Number(text) * UNIT_SECONDS[$("new-expiry-unit").value];
 }
 
-/** The request body, or null after showing what to fix next to each field. */
+/** The request body, or null after showing what to fix next to each field. Only what the
+ * operator typed is checked here (a whole number); the policy's rules are the server's,
+ * and its refusals are shown by the field they name. */
 function createBody() {
   const policy = state.policy;
   const errors = {};
@@ -594,9 +580,6 @@ function createBody() {
       errors.expires_in = policy.max_lifetime_seconds
         ? "An expiry is required: enter a whole number, 1 or more."
         : "Enter a whole number, 1 or more, or tick “Never expires”.";
-    } else if (policy.max_lifetime_seconds && seconds > policy.max_lifetime_seconds) {
-      errors.expires_in = `At most ${policy.max_lifetime} `
-        + `(${durationText(policy.max_lifetime_seconds)}), as the security policy requires.`;
     } else {
       expiresIn = `${$("new-expiry-amount").value.trim()}${$("new-expiry-unit").value}`;
     }
@@ -643,8 +626,12 @@ async function submitCreate(event) {
   } catch (failure) {
     showDialogFailure(failure, $("create-error"), (field, message) => {
       const parts = createFieldParts(field);
+      if (parts === null) {
+        return false;
+      }
       setFieldError(parts.error, parts.controls, message);
       parts.controls[0]?.focus();
+      return true;
     });
     return;
   } finally {
@@ -656,14 +643,15 @@ async function submitCreate(event) {
   await loadTokens();
 }
 
-/** A failure inside a dialog: by its field when it names one, else at the top of it. */
+/** A failure inside a dialog: by the field the server names when the dialog has it
+ * (`showField` answers false when it does not), else at the top of the dialog. */
 function showDialogFailure(failure, formError, showField) {
   if (failure instanceof ApiFailure && failure.status === 401) {
     signOut(`${describeFailure(failure)} Sign in again.`);
     return;
   }
-  const field = failure instanceof ApiFailure ? fieldOf(failure) : null;
-  if (field !== null && showField(field, failure.message) !== false) {
+  const field = failure instanceof ApiFailure ? failure.field : null;
+  if (field !== null && showField(field, failure.message)) {
     return;
   }
   showMessage(formError, describeFailure(failure));
