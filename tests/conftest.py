@@ -1,7 +1,8 @@
 """Suite-wide fixtures and a guard.
 
 Fixture plugins: ``tests.pg`` (PostgreSQL databases and schemas), ``tests.webapp`` (a runtime
-and clients of both listeners), ``tests.stores`` (``store_url``, one per store kind).
+and clients of both listeners), ``tests.stores`` (``store_url``, one per store kind, and the
+store contract suite's ``backend``, ``new_store`` and ``store``).
 
 The guard: in CI (AUTHSVC_REQUIRE_E2E=1) a run in which no end-to-end test passed is a
 failed run, however that came about (deselected, not collected, skipped)."""

@@ -18,22 +18,16 @@ from typing import Any
 
 import yaml
 
+from tests.factories import BASE
+
 REPO = Path(__file__).resolve().parents[1]
 START_DEADLINE = 30.0  # seconds; generous for slow CI machines, never reached when healthy
 STOP_DEADLINE = 10.0
 
 
-#: The permission catalog and IP filters the e2e tests rely on.
-E2E_PERMISSIONS = {
-    "Reader": {
-        "description": "Read items",
-        "endpoints": ["GET /api/v1/items", "GET /api/v1/items/{id}"],
-    },
-    "Writer": {
-        "description": "Create and delete items",
-        "endpoints": ["POST /api/v1/items", "DELETE /api/v1/items/{id}"],
-    },
-}
+#: The permission catalog and IP filters the e2e tests rely on (the catalog: the one every
+#: in-process test uses).
+E2E_PERMISSIONS = BASE["permissions"]
 E2E_IP_FILTERS = {
     "localhost": "allow 127.0.0.1\nallow ::1\ndeny all\n",
     "elsewhere": "allow 10.0.0.0/8\ndeny all\n",

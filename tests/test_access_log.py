@@ -8,7 +8,7 @@ import re
 import pytest
 
 from authsvc.service.runtime import Runtime
-from tests.webapp import Client, mint
+from tests.webapp import Client, bearer, mint
 
 SECRET = re.compile(r"authsvc_[0-9A-Za-z]{49}")
 
@@ -25,7 +25,7 @@ class TestAdminAccessLog:
             response = await admin_client.get(
                 f"/admin/v1/tokens?access_token={secret}",
                 headers={
-                    "Authorization": f"Bearer {secret}",
+                    **bearer(secret),
                     "Referer": f"https://x/?t={secret}",
                     "User-Agent": secret,
                 },

@@ -2,44 +2,32 @@
 
 from __future__ import annotations
 
-from authsvc.rules.tokens import TokenRecord
 from authsvc.service.cache import RecordCache
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def record(token_id: str = "tok_0000000000000001") -> TokenRecord:  # noqa: S107 - an id
-    return TokenRecord(token_id, "n", frozenset({"P"}), None, 0.0, None, "cli")
+from tests.factories import FrozenClock, make_record
 
 
 class TestRecordCache:
     def test_entry_expires_after_ttl(self) -> None:
         """A record is served until the TTL has passed, then it is a miss."""
-        clock = Clock()
+        clock = FrozenClock(1000.0)
         cache = RecordCache(10, 5.0, clock)
-        cache.put(b"d", record())
+        cache.put(b"d", make_record())
         clock.now += 4.9
-        assert cache.get(b"d") == record()
+        assert cache.get(b"d") == make_record()
         clock.now += 0.2
         assert cache.get(b"d") is None
 
     def test_invalidate_by_id_drops_the_digest_entry(self) -> None:
         """After update or delete, invalidating by id removes the cached record."""
         cache = RecordCache(10, 5.0)
-        cache.put(b"d", record())
-        cache.invalidate(token_id=record().id)
+        cache.put(b"d", make_record())
+        cache.invalidate(token_id=make_record().id)
         assert cache.get(b"d") is None
 
     def test_invalidate_by_digest(self) -> None:
         """After a rotation, the old digest is gone."""
         cache = RecordCache(10, 5.0)
-        cache.put(b"old", record())
+        cache.put(b"old", make_record())
         cache.invalidate(digest=b"old")
         assert cache.get(b"old") is None
         assert len(cache) == 0
@@ -47,22 +35,22 @@ class TestRecordCache:
     def test_a_new_digest_for_an_id_replaces_the_old_one(self) -> None:
         """One id is cached under at most one digest."""
         cache = RecordCache(10, 5.0)
-        cache.put(b"old", record())
-        cache.put(b"new", record())
+        cache.put(b"old", make_record())
+        cache.put(b"new", make_record())
         assert cache.get(b"old") is None
-        assert cache.get(b"new") == record()
+        assert cache.get(b"new") == make_record()
 
     def test_size_is_bounded(self) -> None:
         """max_entries bounds memory whatever the number of distinct tokens."""
         cache = RecordCache(3, 60.0)
         for index in range(10):
-            cache.put(bytes([index]), record(f"tok_{index:016x}"))
+            cache.put(bytes([index]), make_record(id=f"tok_{index:016x}"))
         assert len(cache) == 3
 
     def test_resize_starts_empty_with_new_ttl(self) -> None:
         """A reload that changes cache settings drops everything (always safe)."""
         cache = RecordCache(10, 5.0)
-        cache.put(b"d", record())
+        cache.put(b"d", make_record())
         cache.resize(10, 1.0)
         assert cache.get(b"d") is None
         assert cache.ttl == 1.0
@@ -71,20 +59,20 @@ class TestRecordCache:
 class TestMemory:
     def test_expired_entries_are_dropped_when_storing(self) -> None:
         """Expired records do not linger: a put clears them from the old end."""
-        clock = Clock()
+        clock = FrozenClock(1000.0)
         cache = RecordCache(100, 5.0, clock)
         for index in range(10):
-            cache.put(bytes([index]), record(f"tok_{index:016x}"))
+            cache.put(bytes([index]), make_record(id=f"tok_{index:016x}"))
         clock.now += 6
-        cache.put(b"fresh", record("tok_00000000000000ff"))
+        cache.put(b"fresh", make_record(id="tok_00000000000000ff"))
         assert len(cache) == 1
 
     def test_the_oldest_entry_is_evicted_first(self) -> None:
         """Full: the entry closest to expiry makes room."""
         cache = RecordCache(2, 60.0)
-        cache.put(b"a", record("tok_000000000000000a"))
-        cache.put(b"b", record("tok_000000000000000b"))
-        cache.put(b"c", record("tok_000000000000000c"))
+        cache.put(b"a", make_record(id="tok_000000000000000a"))
+        cache.put(b"b", make_record(id="tok_000000000000000b"))
+        cache.put(b"c", make_record(id="tok_000000000000000c"))
         assert cache.get(b"a") is None
         assert cache.get(b"b") is not None
         assert cache.get(b"c") is not None

@@ -242,6 +242,7 @@ class TestCreate:
         assert token["created_by"] == "cli"
         assert token["last_used_at"] is None
         assert epoch(token["expires_at"]) - epoch(token["created_at"]) == 30 * 86400
+        assert token["effective_expires_at"] == token["expires_at"]  # no policy maximum
 
     def test_enforced_filter_is_applied(self, tmp_path: Path) -> None:
         """With ``enforce_ip_filter`` set, a token created without a filter gets it."""
@@ -354,6 +355,8 @@ class TestListAndShow:
         text = cli.ok("token", "show", token["id"]).stdout
         for field in TOKEN_FIELDS:
             assert f"{field}:" in text
+        # one column of keys: every ': ' stands at the same place
+        assert len({line.index(": ") for line in text.splitlines()}) == 1
         assert token["id"] in text
         assert "office" in text
         assert token["token"] not in text

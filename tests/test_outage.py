@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp import ClientResponse
-from aiohttp.test_utils import TestClient
 
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.runtime import Runtime
@@ -38,24 +35,25 @@ from authsvc.store.sqlite.store import SQLiteStore
 from tests.auth_client import admin_client, auth_client
 from tests.factories import FrozenClock, make_config
 from tests.pg import PgSchema, TcpProxy, with_address
-from tests.webapp import ENVIRON, MANAGE, READ_ITEMS, assert_error, audit_entries, bearer, mint
+from tests.stores import hold_write_lock
+from tests.waiting import within
+from tests.webapp import (
+    ENVIRON,
+    MANAGE,
+    READ_ITEMS,
+    Client,
+    ClientMaker,
+    assert_error,
+    audit_entries,
+    bearer,
+    mint,
+)
 
-Client = TestClient[Any, Any]
 PASSWORD = "outage-pw-0x5eed"  # trust auth ignores it; it must never be shown
 TTL = 2.0  # cache.ttl of instance A
 TIMEOUT = 1.0  # A's connect and command timeouts
 HANG = 10.0  # longer than this is a hang, not an outage answered in time
 BOUND = 1.0  # SPEC §6: changes made elsewhere, honoured within a second
-
-
-async def within(seconds: float, check: Callable[[], Awaitable[bool]], what: str) -> float:
-    """Poll ``check`` until it holds; the seconds it took. Fails after ``seconds``."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if await check():
-            return time.monotonic() - started
-        await asyncio.sleep(0.01)
-    pytest.fail(f"not within {seconds}s: {what}")
 
 
 async def create(admin_api: Client, secret: str, name: str) -> ClientResponse:
@@ -104,7 +102,7 @@ class Rig:
 
 @pytest.fixture
 async def rig(
-    pg_schema: PgSchema, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Any]]
+    pg_schema: PgSchema, tmp_path: Path, aiohttp_client: ClientMaker
 ) -> AsyncIterator[Rig]:
     """A (store through the proxy, short timeouts, change feed) and B, both opened."""
     proxy = TcpProxy.to(pg_schema.url)
@@ -345,7 +343,7 @@ class TestSQLiteLocked:
     """SQLite's outage: another process holds the write lock (a long CLI call, a backup)."""
 
     async def test_writes_fail_cleanly_and_reads_go_on(
-        self, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Any]]
+        self, tmp_path: Path, aiohttp_client: ClientMaker
     ) -> None:
         """Lookups go on (WAL); admin writes 503 and write nothing; unlocked, writes work."""
         path = tmp_path / "authsvc.db"
@@ -362,7 +360,7 @@ class TestSQLiteLocked:
             _, reader = await mint(runtime, "Reader", name="reader")
             headers = bearer(admin)
             assert (await admin_api.get("/admin/v1/policy", headers=headers)).status == 200
-            locker = await asyncio.to_thread(_lock, path)
+            locker = await asyncio.to_thread(hold_write_lock, path)
             try:
                 response = await auth.get("/auth", headers={**bearer(reader), **READ_ITEMS})
                 assert response.status == 200  # uncached: read from the locked file
@@ -376,10 +374,3 @@ class TestSQLiteLocked:
         finally:
             await feed.stop()
             await runtime.close()
-
-
-def _lock(path: Path) -> sqlite3.Connection:
-    """Another connection holding the database's write lock until it is closed."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("BEGIN IMMEDIATE")
-    return conn

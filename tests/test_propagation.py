@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.propagation import ChangeFeed
 from authsvc.service.runtime import Runtime
 from tests.auth_client import auth_client
 from tests.factories import make_config
+from tests.waiting import within
+from tests.webapp import ENVIRON, Client, ClientMaker, auth_status, mint
 
-ENV = {"AUTHSVC_SECRET_KEY": "k" * 40}
 BOUND = 1.0  # SPEC §6: the goal for changes made elsewhere
-ITEM = {"X-Original-Method": "GET", "X-Original-URI": "/api/v1/items/1"}
 
 
 class Pair:
@@ -28,39 +25,31 @@ class Pair:
     a: Runtime
     b: Runtime
     feed: ChangeFeed
-    client: TestClient[Any, Any]
+    client: Client
 
     async def status(self, secret: str) -> int:
-        headers = {"Authorization": f"Bearer {secret}", **ITEM}
-        return (await self.client.get("/auth", headers=headers)).status
+        """A's answer to a ``Reader`` request presenting ``secret``."""
+        return await auth_status(self.client, secret)
 
     async def mint(self, name: str) -> tuple[TokenRecord, str]:
-        return await self.b.service.create(
-            actor="cli",
-            client=None,
-            name=name,
-            permissions=["Reader"],
-            expires_in=None,
-            ip_filter=None,
-        )
+        """A ``Reader`` token made through B."""
+        return await mint(self.b, "Reader", name=name)
 
     async def until(self, secret: str, status: int) -> float:
-        started = time.monotonic()
-        while time.monotonic() - started < BOUND:
-            if await self.status(secret) == status:
-                return time.monotonic() - started
-            await asyncio.sleep(0.01)
-        pytest.fail(f"instance A did not answer {status} within {BOUND}s")
+        """Seconds until A answers ``status`` for ``secret`` (fails past the bound)."""
+
+        async def answered() -> bool:
+            return await self.status(secret) == status
+
+        return await within(BOUND, answered, f"instance A to answer {status}")
 
 
 @pytest.fixture
-async def pair(
-    store_url: str, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[Any]]
-) -> AsyncIterator[Pair]:
+async def pair(store_url: str, tmp_path: Path, aiohttp_client: ClientMaker) -> AsyncIterator[Pair]:
     config = make_config(tmp_path, store=store_url, cache={"ttl": "60s"})
     p = Pair()
-    p.a = await Runtime.open(config, environ=ENV)
-    p.b = await Runtime.open(config, environ=ENV)
+    p.a = await Runtime.open(config, environ=ENVIRON)
+    p.b = await Runtime.open(config, environ=ENVIRON)
     p.feed = p.a.change_feed(poll_interval=0.25)
     await p.feed.start()
     p.client = await auth_client(aiohttp_client, p.a)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.processes import AuthsvcServer, start_authsvc
+from tests.webapp import READ_ITEMS, bearer
 
 BOUND = 1.0
 
@@ -33,16 +34,8 @@ def call(port: int, method: str, path: str, headers: dict[str, str], body: Any =
 
 
 def auth(server: AuthsvcServer, secret: str) -> int:
-    status, _ = call(
-        server.auth_port,
-        "GET",
-        "/auth",
-        {
-            "Authorization": f"Bearer {secret}",
-            "X-Original-Method": "GET",
-            "X-Original-URI": "/api/v1/items",
-        },
-    )
+    """The status of ``server``'s /auth for a ``Reader`` request presenting ``secret``."""
+    status, _ = call(server.auth_port, "GET", "/auth", {**bearer(secret), **READ_ITEMS})
     return int(status)
 
 

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from authsvc.config.load import load_config
-from authsvc.rules.tokens import TokenRecord
 from authsvc.service.reload import ConfigReloader
 from authsvc.service.runtime import Runtime
-from authsvc.web.app import create_admin_app
-from tests.auth_client import auth_client
-from tests.factories import BASE, FrozenClock
+from tests.auth_client import admin_client, auth_client
+from tests.factories import FrozenClock, config_data
+from tests.webapp import (
+    ENVIRON,
+    MANAGE,
+    READ_ITEMS,
+    Client,
+    ClientMaker,
+    audit_entries,
+    bearer,
+    mint,
+)
 
-Client = TestClient[web.Request, web.Application]
-ClientMaker = Callable[[web.Application], Awaitable[Client]]
-ENV = {"AUTHSVC_SECRET_KEY": "k" * 40}
 DAY = 86_400
-GET_ITEM = {"X-Original-Method": "GET", "X-Original-URI": "/api/v1/items/1"}
 
 
 class Setup:
@@ -34,13 +34,7 @@ class Setup:
     def __init__(self, tmp_path: Path, clock: FrozenClock) -> None:
         self.path = tmp_path / "authsvc.yaml"
         self.clock = clock
-        self.data: dict[str, Any] = {
-            **copy.deepcopy(BASE),  # tests edit nested sections: never the shared BASE
-            "store": f"sqlite:///{tmp_path / 'authsvc.db'}",
-            "secret_key_file": str(tmp_path / "authsvc.key"),
-            "audit_log": str(tmp_path / "audit.log"),
-            "security_policy": {},
-        }
+        self.data = config_data(tmp_path, security_policy={})
         self.write()
         self.runtime: Runtime
         self.reloader: ConfigReloader
@@ -55,28 +49,19 @@ class Setup:
         self.write()
         return self.reloader.reload("test")
 
-    async def mint(self, name: str = "t", **fields: Any) -> tuple[TokenRecord, str]:
-        values: dict[str, Any] = {"permissions": ["Reader"], "expires_in": None, "ip_filter": None}
-        values.update(fields)
-        return await self.runtime.service.create(actor="cli", client=None, name=name, **values)
-
     async def auth_status(self, secret: str, **headers: str) -> tuple[int, str]:
-        all_headers = {"Authorization": f"Bearer {secret}", **GET_ITEM, **headers}
+        all_headers = {**bearer(secret), **READ_ITEMS, **headers}
         response = await self.auth.get("/auth", headers=all_headers)
         return response.status, response.headers["X-Auth-Reason"]
-
-    def audit(self) -> list[dict[str, Any]]:
-        lines = (self.path.parent / "audit.log").read_text().splitlines()
-        return [json.loads(line) for line in lines]
 
 
 @pytest.fixture
 async def setup(tmp_path: Path, aiohttp_client: ClientMaker) -> AsyncIterator[Setup]:
     s = Setup(tmp_path, FrozenClock(2_000_000_000.0))
-    s.runtime = await Runtime.open(load_config(s.path), clock=s.clock, environ=ENV)
+    s.runtime = await Runtime.open(load_config(s.path), clock=s.clock, environ=ENVIRON)
     s.reloader = s.runtime.reloader(s.path)
     s.auth = await auth_client(aiohttp_client, s.runtime)
-    s.admin = await aiohttp_client(create_admin_app(s.runtime))
+    s.admin = await admin_client(aiohttp_client, s.runtime)
     yield s
     await s.runtime.close()
 
@@ -86,7 +71,7 @@ class TestPolicySwitches:
         self, setup: Setup
     ) -> None:
         """max_lifetime counts from creation: a 10-day-old token dies under 7d, lives under 30d."""
-        _, secret = await setup.mint()
+        _, secret = await mint(setup.runtime, "Reader")
         setup.clock.advance(10 * DAY)
         assert await setup.auth_status(secret) == (200, "ok")
         assert setup.edit_policy(max_lifetime="7d")
@@ -96,7 +81,7 @@ class TestPolicySwitches:
 
     async def test_lifetime_edge_after_reload(self, setup: Setup) -> None:
         """Under a 1h maximum, a token is valid at 59m59s and expired at exactly 1h."""
-        record, secret = await setup.mint()
+        record, secret = await mint(setup.runtime, "Reader")
         assert setup.edit_policy(max_lifetime="1h")
         setup.clock.now = record.created_at + 3599
         assert await setup.auth_status(secret) == (200, "ok")
@@ -105,8 +90,8 @@ class TestPolicySwitches:
 
     async def test_enforced_ip_filter_applies_to_every_token(self, setup: Setup) -> None:
         """enforce_ip_filter overrides tokens without a filter and with another one."""
-        _, plain = await setup.mint("plain")
-        _, local = await setup.mint("local", ip_filter="localhost")
+        _, plain = await mint(setup.runtime, "Reader", name="plain")
+        _, local = await mint(setup.runtime, "Reader", name="local", ip_filter="localhost")
         assert setup.edit_policy(enforce_ip_filter="office")
         for secret in (plain, local):
             assert await setup.auth_status(secret) == (403, "ip_not_allowed")  # from 127.0.0.1
@@ -114,13 +99,11 @@ class TestPolicySwitches:
 
     async def test_tokens_disabled_refuses_all_and_creation(self, setup: Setup) -> None:
         """tokens_enabled: false refuses every token and every admin call, at once."""
-        _, admin_secret = await setup.mint("admin", permissions=["ManageOrganizationTokens"])
-        _, secret = await setup.mint()
+        _, admin_secret = await mint(setup.runtime, MANAGE, name="admin")
+        _, secret = await mint(setup.runtime, "Reader")
         assert setup.edit_policy(tokens_enabled=False)
         assert await setup.auth_status(secret) == (401, "tokens_disabled")
-        response = await setup.admin.get(
-            "/admin/v1/tokens", headers={"Authorization": f"Bearer {admin_secret}"}
-        )
+        response = await setup.admin.get("/admin/v1/tokens", headers=bearer(admin_secret))
         assert response.status == 403  # the CLI is the break-glass path
         assert (await response.json())["error"]["code"] == "tokens_disabled"
         assert setup.edit_policy(tokens_enabled=True)
@@ -128,9 +111,9 @@ class TestPolicySwitches:
 
     async def test_permission_updates_switch(self, setup: Setup) -> None:
         """allow_permission_updates: false makes PATCH 403 at once; true allows it again."""
-        _, admin = await setup.mint("admin", permissions=["ManageOrganizationTokens"])
-        record, _ = await setup.mint()
-        headers = {"Authorization": f"Bearer {admin}"}
+        _, admin = await mint(setup.runtime, MANAGE, name="admin")
+        record, _ = await mint(setup.runtime, "Reader")
+        headers = bearer(admin)
         url = f"/admin/v1/tokens/{record.id}"
         assert setup.edit_policy(allow_permission_updates=False)
         response = await setup.admin.patch(url, json={"permissions": ["Writer"]}, headers=headers)
@@ -146,7 +129,7 @@ class TestPolicySwitches:
         self, setup: Setup
     ) -> None:
         """Catalog edits apply to existing tokens without touching them."""
-        _, secret = await setup.mint()
+        _, secret = await mint(setup.runtime, "Reader")
         reader = setup.data["permissions"].pop("Reader")
         setup.write()
         assert setup.reloader.reload("test")
@@ -162,7 +145,7 @@ class TestPolicySwitches:
 
     async def test_removed_filter_denies(self, setup: Setup) -> None:
         """A token whose filter disappears from the file is denied everywhere."""
-        _, secret = await setup.mint(ip_filter="localhost")
+        _, secret = await mint(setup.runtime, "Reader", ip_filter="localhost")
         assert await setup.auth_status(secret) == (200, "ok")
         del setup.data["ip_filters"]["localhost"]
         setup.write()
@@ -187,7 +170,7 @@ class TestAllOrNothing:
     )
     async def test_bad_edit_changes_nothing(self, setup: Setup, text: str) -> None:
         """The last good configuration keeps serving; /readyz and /metrics tell."""
-        _, secret = await setup.mint()
+        _, secret = await mint(setup.runtime, "Reader")
         before = setup.runtime.live.current
         if text.startswith("permissions:\n  Reader"):  # valid YAML, but tokens_enabled typo
             text += "security_policy:\n  tokens_enabled: maybe\n"
@@ -238,7 +221,7 @@ class TestAudit:
         setup.data["security_policy"]["max_lifetime"] = "90d"
         setup.write()
         assert setup.reloader.reload("SIGHUP")
-        record = setup.audit()[-1]
+        record = audit_entries(setup.runtime)[-1]
         assert record["action"] == "config.reload"
         details = record["details"]
         assert details["trigger"] == "SIGHUP"
@@ -250,6 +233,6 @@ class TestAudit:
         """A failed reload leaves a record with the errors."""
         setup.write("permissions: {}\n")
         assert not setup.reloader.reload("file change")
-        record = setup.audit()[-1]
+        record = audit_entries(setup.runtime)[-1]
         assert record["action"] == "config.reload_failed"
         assert record["details"]["errors"]

@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from tests.processes import AuthsvcServer, IssuedToken, start_authsvc
+from tests.waiting import within
+from tests.webapp import bearer
 
 BOUND = 2.0  # SPEC §1: a saved edit applies within 2 seconds
 
@@ -47,20 +49,21 @@ def edit(server: AuthsvcServer, *, rename: bool, **top: Any) -> None:
 
 async def policy(session: aiohttp.ClientSession, server: AuthsvcServer, admin: str) -> Any:
     url = f"http://127.0.0.1:{server.admin_port}/admin/v1/policy"
-    async with session.get(url, headers={"Authorization": f"Bearer {admin}"}) as response:
+    async with session.get(url, headers=bearer(admin)) as response:
         assert response.status == 200
         return await response.json()
 
 
 async def wait_for_policy(server: AuthsvcServer, admin: str, key: str, value: Any) -> float:
     """Seconds until GET /admin/v1/policy shows ``key == value`` (fails past the bound)."""
-    started = time.monotonic()
     async with aiohttp.ClientSession() as session:
-        while time.monotonic() - started < BOUND:
-            if (await policy(session, server, admin))[key] == value:
-                return time.monotonic() - started
-            await asyncio.sleep(0.02)
-    pytest.fail(f"{key}={value!r} not applied within {BOUND}s:\n{server.log()}")
+
+        async def applied() -> bool:
+            return bool((await policy(session, server, admin))[key] == value)
+
+        return await within(
+            BOUND, applied, lambda: f"{key}={value!r} applied:\n{server.log()}", every=0.02
+        )
 
 
 def admin_token(server: AuthsvcServer) -> str:

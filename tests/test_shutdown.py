@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from tests.processes import start_authsvc
+from tests.stores import hold_write_lock
 
 
 class TestSigterm:
@@ -27,8 +28,7 @@ class TestSigterm:
             ).encode() + body
             # Another writer holds the database: the create waits in the store (busy_timeout
             # 5 s), so its handler is in flight when the signal comes.
-            blocker = sqlite3.connect(tmp_path / "authsvc.db", isolation_level=None)
-            blocker.execute("BEGIN IMMEDIATE")
+            blocker = hold_write_lock(tmp_path / "authsvc.db")
             with socket.create_connection(("127.0.0.1", server.admin_port), timeout=15) as sock:
                 sock.sendall(request)
                 time.sleep(0.3)
