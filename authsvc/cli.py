@@ -1,4 +1,4 @@
-"""The ``authsvc`` command line: argument parsing and output only (SPEC §5).
+"""The ``authsvc`` command line: argument parsing and output only (docs/cli.md).
 
 Expected failures (bad configuration, unknown id, policy refusals, an unreachable
 store) print one sentence to stderr and exit non-zero; never a traceback.
@@ -37,8 +37,12 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of SPEC §5; usage errors exit with status 2."""
-    parser = argparse.ArgumentParser(prog="authsvc", description=__doc__.splitlines()[0])
+    """The argument parser of docs/cli.md; usage errors exit with status 2."""
+    parser = argparse.ArgumentParser(
+        prog="authsvc",
+        description="Organization API tokens for APIs behind nginx auth_request.",
+        epilog="Reference: docs/cli.md in the authsvc repository.",
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -273,11 +277,12 @@ def _print_tokens(
         print(json.dumps(objects[0] if single else objects, ensure_ascii=False, indent=2))
         return
     if single:
+        width = max(map(len, objects[0]))
         for key, value in objects[0].items():
             shown = (
                 ", ".join(value) if isinstance(value, list) else ("-" if value is None else value)
             )
-            print(f"{key:>13}: {shown}")
+            print(f"{key:>{width}}: {shown}")
         return
     print(f"{'ID':<20} {'STATUS':<8} {'EXPIRES':<20} {'NAME':<30} PERMISSIONS")
     for token in objects:

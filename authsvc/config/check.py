@@ -9,8 +9,8 @@ from authsvc.rules.tokens import TokenRecord
 
 
 def refusals(record: TokenRecord, config: Config, now: float) -> list[str]:
-    """Sentences naming each rule of SPEC §2 the token fails under ``config``, ignoring
-    the client address and the request (they are not known here)."""
+    """Sentences naming each acceptance rule (docs/auth-endpoint.md) the token fails under
+    ``config``, ignoring the client address and the request (they are not known here)."""
     policy = config.policy
     reasons = []
     if not policy.tokens_enabled:

@@ -9,7 +9,7 @@ the plain YAML ones (``!!python/...``, ``!!binary``, ``!custom``) is an error. E
 problem found is reported (ordered by line), not just the first. Messages read
 ``<file>: <dotted.key> (line N): <sentence>``, list items keyed by index
 (``permissions.ManageUsers.endpoints.2``); problems of the whole file read
-``<file>: line N: <sentence>``. Decisions where SPEC §1 is silent:
+``<file>: line N: <sentence>``. Decisions where docs/configuration.md is silent:
 
 - A section given but left empty (``cache:``) means "all defaults"; ``permissions`` and
   ``trusted_proxies`` must be written out (``trusted_proxies: []`` trusts no peer).

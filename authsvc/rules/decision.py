@@ -1,4 +1,4 @@
-"""The acceptance rules of SPEC §2 as pure functions.
+"""The acceptance rules of docs/auth-endpoint.md as pure functions.
 
 Decisions are recomputed on every request from the current configuration and a cached
 token record: records are cached, decisions never are, so a configuration reload is only
@@ -18,7 +18,7 @@ from authsvc.rules.tokens import TokenRecord
 
 
 class Reason(StrEnum):
-    """The ``X-Auth-Reason`` codes of SPEC §3."""
+    """The ``X-Auth-Reason`` codes of docs/auth-endpoint.md."""
 
     OK = "ok"
     MISSING_TOKEN = "missing_token"

@@ -4,7 +4,7 @@ A filter is compiled once per configuration load: every rule becomes ``(network,
 allow)`` over plain integers, kept in one list per address family, so matching a client is
 a short loop of ``value & mask == network`` with no object allocation.
 
-Decisions documented here (SPEC §1 leaves them open):
+Decisions documented here (docs/configuration.md leaves them open):
 
 - Rules are strict: a CIDR with host bits set, an IPv4 octet with leading zeros, a zone id,
   a netmask instead of a prefix length, a prefix length with a sign or leading zeros, or one

@@ -3,7 +3,7 @@
 nginx decides on the string it sends us, the upstream routes on its own reading of the
 same bytes; every place where the two readings could differ (dot segments, encoded
 separators, ``;`` parameters, backslashes, fragments, odd bytes) is refused here rather
-than normalised (SPEC §3, SECURITY 1-6). Pure: no aiohttp, no I/O.
+than normalised (docs/auth-endpoint.md; docs/security-model.md). Pure: no aiohttp, no I/O.
 
 Decisions documented here:
 
@@ -123,7 +123,8 @@ def _segment_problem(segments: list[str]) -> str | None:
 
 
 def _careful_path(target: str) -> tuple[str, tuple[str, ...]] | Rejected:
-    """Check every rule of SPEC §3 on ``target``; the authority behind the fast check."""
+    """Check every request description rule on ``target``; the authority behind the fast
+    check (docs/auth-endpoint.md lists the rules)."""
     path = target.partition("?")[0]
     problem = _raw_problem(target, path)
     if problem is None:

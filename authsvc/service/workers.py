@@ -4,7 +4,7 @@ The parent binds both listeners once, then runs N ordinary ``serve`` processes t
 inherit the sockets (the kernel spreads connections among them), forwards SIGHUP and
 SIGTERM to them, and restarts a worker that dies unexpectedly. Each worker has its own
 cache and follows the store's change feed, so a change made through one worker reaches
-the others within the propagation bound (SPEC §6), as between separate instances.
+the others within the propagation bound (docs/security-model.md), as between separate instances.
 """
 
 from __future__ import annotations
