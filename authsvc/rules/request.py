@@ -14,8 +14,10 @@ Decisions documented here:
   raw and rejects spaces and control characters in the request line, so anything else
   did not come from nginx. The target is at most 8 KiB (nginx's default header buffer).
 - Escapes of unreserved characters are decoded; every other escape is kept, with upper-case
-  hex digits, so ``%20`` stays ``%20`` and ``%25`` is never decoded twice. Encoded C0/C1
-  control characters, ``/``, ``\\``, ``#`` and ``;`` are refused.
+  hex digits, so ``%20`` stays ``%20``. Encoded C0/C1 control characters, ``/``, ``\\``,
+  ``#`` and ``;`` are refused, and so is an encoded ``%`` that forms an escape (``%25`` and
+  two hex digits, found after the unreserved escapes are decoded, so ``%25%32%46`` too):
+  an upstream that decodes twice would otherwise see ``..%2F..`` become ``../..``.
 - Problems are reported in this order: method, missing target, path, client address.
 """
 
@@ -40,6 +42,8 @@ _CLEAN_TARGET = re.compile(rf"/(?:{_SEGMENT}(?:/{_SEGMENT})*/?)?(?:\?[\x21-\x7e]
 _NOT_VISIBLE_ASCII = re.compile(r"[^\x21-\x7e]")
 _ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Double encoding, on the canonical path (escapes upper-cased, unreserved ones decoded).
+_DOUBLE_ESCAPE = re.compile(r"%25[0-9A-Fa-f]{2}")
 # C0 and C1 controls and DEL, checked on the decoded path (raw ones never get this far).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
@@ -93,7 +97,10 @@ def _decode_escapes(path: str) -> str | Rejected:
         return _bad_path("The path's percent-escapes do not decode to valid UTF-8.")
     if _CONTROL.search(decoded):
         return _bad_path("The path contains an encoded control character or NUL.")
-    return "".join(pieces)
+    canonical = "".join(pieces)
+    if _DOUBLE_ESCAPE.search(canonical):
+        return _bad_path("The path contains a double-encoded escape (%25 and two hex digits).")
+    return canonical
 
 
 def _raw_problem(target: str, path: str) -> str | None:
