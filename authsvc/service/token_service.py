@@ -44,7 +44,8 @@ class TokenService:
         self._audit = audit
         self._clock = clock
         self._key = key
-        self._inflight: dict[bytes, asyncio.Future[TokenRecord | None]] = {}
+        # digest -> (cache generation when the read began, its result)
+        self._inflight: dict[bytes, tuple[int, asyncio.Future[TokenRecord | None]]] = {}
 
     # -- lookups ---------------------------------------------------------------------
 
@@ -53,16 +54,22 @@ class TokenService:
 
     async def lookup(self, token_digest: bytes) -> TokenRecord | None:
         """The record for a digest from the cache, else the store (one query per digest
-        however many requests wait for it). Raises StoreUnavailable."""
+        however many requests wait for it). Raises StoreUnavailable.
+
+        A request joins a store read already under way only if no change has reached the
+        cache since that read began: a read that started before a revocation may return
+        the revoked record, and a request that starts after the revocation completed must
+        not be answered from it (SECURITY 32)."""
         record = self._cache.get(token_digest)
         if record is not None:
             return record
-        pending = self._inflight.get(token_digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
-        self._inflight[token_digest] = future
         generation = self._cache.generation
+        pending = self._inflight.get(token_digest)
+        if pending is not None and pending[0] == generation:
+            return await asyncio.shield(pending[1])
+        future: asyncio.Future[TokenRecord | None] = asyncio.get_running_loop().create_future()
+        entry = (generation, future)
+        self._inflight[token_digest] = entry
         try:
             record = await self._store.get_by_digest(token_digest)
         except BaseException as error:
@@ -75,7 +82,9 @@ class TokenService:
                 self._cache.put(token_digest, record)
             return record
         finally:
-            del self._inflight[token_digest]
+            # a newer read may have taken the slot: leave that one in place
+            if self._inflight.get(token_digest) is entry:
+                del self._inflight[token_digest]
 
     async def get(self, token_id: str) -> TokenRecord:
         record = await self._store.get(token_id) if is_token_id(token_id) else None
