@@ -11,6 +11,7 @@ from authsvc.web.health import add_health_routes
 from authsvc.web.keys import RUNTIME
 from authsvc.web.openapi import DOCUMENT
 from authsvc.web.page import add_page_routes
+from authsvc.web.protocol import anonymous_response
 
 __all__ = ["create_admin_app"]
 
@@ -23,6 +24,7 @@ def create_admin_app(runtime: Runtime) -> web.Application:
     """The admin listener: the token page, admin API, OpenAPI document, health, metrics."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_BODY)
     app[RUNTIME] = runtime
+    app.on_response_prepare.append(anonymous_response)
     add_health_routes(app.router)
     add_admin_routes(app.router)
     app.router.add_get("/admin/v1/openapi.json", openapi, allow_head=False)

@@ -20,7 +20,7 @@ from authsvc.rules.request import Rejected, describe
 from authsvc.rules.tokens import TokenRecord, is_well_formed
 from authsvc.service.runtime import Runtime
 from authsvc.store import StoreUnavailable
-from authsvc.web.protocol import QuietServer
+from authsvc.web.protocol import ANONYMOUS, QuietServer
 
 log = logging.getLogger("authsvc.auth")
 
@@ -64,7 +64,12 @@ _REUSABLE = str(MICROCACHE_SECONDS)
 
 def _denial_headers(reason: Reason) -> dict[str, str]:
     # Denials are never cached: X-Accel-Expires 0 whatever the nginx configuration says.
-    headers = {"X-Auth-Reason": reason.value, "Cache-Control": "no-store", "X-Accel-Expires": "0"}
+    headers = {
+        "X-Auth-Reason": reason.value,
+        "Cache-Control": "no-store",
+        "X-Accel-Expires": "0",
+        **ANONYMOUS,
+    }
     if reason is Reason.MISSING_TOKEN:
         headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
     elif _STATUS[reason] == 401:
@@ -72,7 +77,7 @@ def _denial_headers(reason: Reason) -> dict[str, str]:
     return headers
 
 
-_ALLOW = {"Allow": "GET, HEAD"}
+_ALLOW = {"Allow": "GET, HEAD", **ANONYMOUS}
 _DENIAL_HEADERS: dict[Reason, dict[str, str]] = {
     reason: _denial_headers(reason) for reason in Reason if reason is not Reason.OK
 }
@@ -128,7 +133,9 @@ class AuthHandler:
     async def handle(self, request: web.BaseRequest) -> web.Response:
         """The whole listener: ``GET``/``HEAD /auth``, and short refusals for anything else."""
         if request.path != "/auth":
-            return web.Response(status=404, text="not found: authsvc answers GET /auth only")
+            return web.Response(
+                status=404, text="not found: authsvc answers GET /auth only", headers=ANONYMOUS
+            )
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, text="method not allowed", headers=_ALLOW)
         started = time.perf_counter()
@@ -138,7 +145,9 @@ class AuthHandler:
             # A bug must not become an allow. 503 makes nginx fail closed (500).
             log.exception("unexpected error while evaluating /auth")
             return web.Response(
-                status=503, text="internal error", headers={"X-Auth-Reason": "internal_error"}
+                status=503,
+                text="internal error",
+                headers={"X-Auth-Reason": "internal_error", **ANONYMOUS},
             )
         self._metrics.decision_by_reason[reason].inc()
         self._metrics.decision_latency.observe(time.perf_counter() - started)
@@ -153,6 +162,7 @@ class AuthHandler:
                 "X-Auth-Token-Name": header_safe(record.name),
                 "Cache-Control": "no-store",
                 "X-Accel-Expires": _REUSABLE if reusable else "0",
+                "Server": "",
             },
         )
 

@@ -20,6 +20,16 @@ from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger("authsvc.http")
 
+#: Sent in place of aiohttp's default ``Server: Python/… aiohttp/…``: naming the software
+#: and its version only helps an attacker pick an exploit. aiohttp fills the header in only
+#: when a response has none, so an empty value leaves it empty.
+ANONYMOUS: dict[str, str] = {"Server": ""}
+
+
+async def anonymous_response(_request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare`` hook: every response of an application names no server."""
+    response.headers.update(ANONYMOUS)
+
 
 class QuietRequestHandler(RequestHandler):
     """Parser errors answer the status phrase alone, as plain text."""
@@ -44,7 +54,7 @@ class QuietRequestHandler(RequestHandler):
             status=status,
             text=body,
             content_type=content_type,
-            headers={"Cache-Control": "no-store"},
+            headers={"Cache-Control": "no-store", **ANONYMOUS},
         )
         response.force_close()
         return response

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from typing import Final
 
 from authsvc.store import ChangeCallback
@@ -98,14 +99,15 @@ class Listener:
         """Connect and LISTEN; the event is set when that connection is gone."""
 
         def on_notify(_conn: object, _pid: int, _channel: str, payload: str) -> None:
-            # "<hex digest> <changed_at>"; a bare digest (older writers) has no time
-            hex_digest, _, when = payload.partition(" ")
-            try:
-                digest: bytes | None = bytes.fromhex(hex_digest)
-                changed_at = float(when) if when else None
-            except ValueError:
-                digest, changed_at = None, None  # unreadable: assume the worst
-            _deliver(callback, digest, changed_at if digest is not None else None)
+            change = parse_payload(payload)
+            if change is None:
+                # Any role that can connect may NOTIFY this channel: junk must not be able
+                # to empty every cache. Real changes are also in the change log.
+                log.warning(
+                    "token store %s: ignored a malformed change notification", self._db.name
+                )
+                return
+            _deliver(callback, *change)
 
         conn = await self._db.connect()
         try:
@@ -130,6 +132,19 @@ class Listener:
                 await conn.fetchval("SELECT 1")
             except OUTAGES:
                 return
+
+
+#: "<64 hex digits> <changed_at>", as writers send it; a bare digest (older writers) too.
+_PAYLOAD: Final = re.compile(r"([0-9a-f]{64})(?: ([0-9]{1,12}(?:\.[0-9]{1,9})?))?")
+
+
+def parse_payload(payload: str) -> tuple[bytes, float | None] | None:
+    """(digest, changed_at) of a change notification; None for anything else."""
+    match = _PAYLOAD.fullmatch(payload)
+    if match is None:
+        return None
+    when = match.group(2)
+    return bytes.fromhex(match.group(1)), None if when is None else float(when)
 
 
 def _deliver(callback: ChangeCallback, digest: bytes | None, changed_at: float | None) -> None:
