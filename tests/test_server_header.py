@@ -4,6 +4,7 @@ answer, parser refusals included (an empty ``Server`` is what aiohttp leaves).""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import pytest
 from aiohttp import web
@@ -15,13 +16,14 @@ from tests.webapp import READ_ITEMS, bearer, mint
 Client = TestClient[web.Request, web.Application]
 
 
-def assert_anonymous(headers: dict[str, str] | object, what: str) -> None:
-    server = headers.get("Server", "")  # type: ignore[attr-defined]
+def assert_anonymous(headers: Mapping[str, str], what: str) -> None:
+    server = headers.get("Server", "")
     assert server == "", f"{what} names the server: {server!r}"
 
 
-async def raw_exchange(port: int, request: bytes) -> bytes:
+async def raw_exchange(port: int | None, request: bytes) -> bytes:
     """Send ``request`` as raw bytes and return everything the server answers."""
+    assert port is not None
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(request)
     await writer.drain()

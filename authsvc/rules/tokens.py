@@ -28,6 +28,11 @@ _SHAPE = re.compile(r"\Aauthsvc_[0-9A-Za-z]{49}\Z", re.ASCII)
 TOKEN_ID_PREFIX = "tok_"
 _TOKEN_ID_SHAPE = re.compile(r"\Atok_[0-9a-f]{16}\Z", re.ASCII)
 
+# A whole secret or a cut-short one: no human-chosen text has 20 base62 characters in a
+# row right after the prefix.
+_SECRET_LIKE = re.compile(re.escape(PREFIX) + "[0-9A-Za-z]{20,}", re.ASCII)
+REDACTED = PREFIX + "[redacted]"
+
 
 def _base62(number: int, width: int) -> str:
     chars = []
@@ -106,3 +111,9 @@ class TokenRecord:
     created_by: str
     last_used_at: float | None = None
     last_used_ip: str | None = None
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with everything shaped like a secret, whole or cut short, replaced by
+    ``authsvc_[redacted]``: for logs and messages that may echo what a client sent."""
+    return _SECRET_LIKE.sub(REDACTED, text) if PREFIX in text else text

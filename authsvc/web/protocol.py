@@ -18,6 +18,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_protocol import RequestHandler
 
+from authsvc.rules.tokens import redact_secrets
+
 log = logging.getLogger("authsvc.http")
 
 #: Sent in place of aiohttp's default ``Server: Python/… aiohttp/…``: naming the software
@@ -89,14 +91,15 @@ class QuietJsonServer(QuietServer):
 class AdminAccessLogger(AbstractAccessLogger):
     """One line per admin request: client, method, path without its query string (where
     a careless client might put a token), status, size, duration. No Referer or
-    User-Agent: they are the client's to fill with anything."""
+    User-Agent: they are the client's to fill with anything. A secret pasted into the
+    path itself (``/admin/v1/tokens/authsvc_…``) is redacted (SECURITY 34)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
             '%s "%s %s" %s %s %.1fms',
             request.remote,
             request.method,
-            request.path,
+            redact_secrets(request.path),
             response.status,
             response.body_length,
             time * 1000,
