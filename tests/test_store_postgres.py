@@ -267,10 +267,10 @@ class TestPostgresListen:
         assert store.listening
         await store.close()
 
-    async def test_bad_payload_and_failing_callback(
+    async def test_failing_callback_does_not_stop_listening(
         self, pg_store: PostgresStore, pg_schema: PgSchema
     ) -> None:
-        """An unreadable payload means None; a callback that raises does not stop listening."""
+        """A callback that raises is logged; the next change still arrives."""
         heard = Heard()
 
         def fragile(digest: bytes | None, changed_at: float | None) -> None:
@@ -279,10 +279,40 @@ class TestPostgresListen:
                 raise RuntimeError("callback bug")
 
         await pg_store.listen(fragile)
-        await pg_schema.admin.execute(f"NOTIFY {CHANNEL}, 'not hex'")
-        await pg_schema.admin.execute(f"NOTIFY {CHANNEL}, '{'ab' * 32}'")
+        await pg_schema.admin.execute(f"NOTIFY {CHANNEL}, '{'cd' * 32}'")
+        await pg_schema.admin.execute(f"NOTIFY {CHANNEL}, '{'ab' * 32} 1700000000.25'")
         await within(HANG, lambda: len(heard.calls) == 2, "both notifications")
-        assert heard.calls == [None, bytes.fromhex("ab" * 32)]
+        assert heard.calls == [bytes.fromhex("cd" * 32), bytes.fromhex("ab" * 32)]
+        assert heard.times == [None, 1700000000.25]
+        assert pg_store.listening
+
+    @pytest.mark.parametrize(
+        "payload",
+        [
+            pytest.param("not hex", id="not-hex"),
+            pytest.param("", id="empty"),
+            pytest.param("ab" * 31, id="digest-too-short"),
+            pytest.param("ab" * 33, id="digest-too-long"),
+            pytest.param("AB" * 32, id="upper-case-hex"),
+            pytest.param("ab" * 32 + " soon", id="time-not-a-number"),
+            pytest.param("ab" * 32 + " nan", id="time-nan"),
+            pytest.param("ab" * 32 + " 1e308", id="time-exponent"),
+            pytest.param("ab" * 32 + " 1 2", id="extra-words"),
+            pytest.param("x" * 7000, id="long-junk"),
+        ],
+    )
+    async def test_junk_notifications_are_ignored(
+        self, pg_store: PostgresStore, pg_schema: PgSchema, payload: str
+    ) -> None:
+        """Any role may NOTIFY the channel: junk neither drops caches nor stops listening
+        (SECURITY 33); the real change sent after it arrives alone."""
+        heard = Heard()
+        await pg_store.listen(heard)
+        await pg_schema.admin.execute("SELECT pg_notify($1, $2)", CHANNEL, payload)
+        await pg_schema.admin.execute(f"NOTIFY {CHANNEL}, '{'ef' * 32}'")
+        await within(HANG, lambda: len(heard.calls) >= 1, "the real notification")
+        await asyncio.sleep(0.05)  # anything delivered out of order would show up by now
+        assert heard.calls == [bytes.fromhex("ef" * 32)]
         assert pg_store.listening
 
     async def test_listen_needs_an_open_store(self, pg_schema: PgSchema) -> None:
