@@ -13,7 +13,18 @@ from authsvc.config import Config
 from authsvc.config.load import parse_config
 from authsvc.rules.tokens import TokenRecord, new_token_id
 
+#: Every key of ``security_policy`` written out, as a configuration file must (SPEC §1).
+POLICY: dict[str, Any] = {
+    "tokens_enabled": True,
+    "max_lifetime": None,
+    "enforce_ip_filter": None,
+    "allow_permission_updates": True,
+}
+
+#: The test configuration: every section that must be written out, and no other.
 BASE: dict[str, Any] = {
+    "trusted_proxies": ["127.0.0.1/32", "::1/128"],
+    "admin_trusted_proxies": ["127.0.0.1/32", "::1/128"],
     "permissions": {
         "Reader": {
             "description": "Read items",
@@ -28,6 +39,7 @@ BASE: dict[str, Any] = {
         "office": "allow 10.0.0.0/8\nallow 2001:db8::/32\ndeny all\n",
         "localhost": "allow 127.0.0.1\nallow ::1\ndeny all\n",
     },
+    "security_policy": dict(POLICY),
 }
 
 
@@ -49,10 +61,24 @@ TOKEN_FIELDS = frozenset(
 )
 
 
+def full_policy(**fields: Any) -> dict[str, Any]:
+    """Every ``security_policy`` key: POLICY with ``fields`` replacing some."""
+    return {**POLICY, **fields}
+
+
+def config_document(**overrides: Any) -> dict[str, Any]:
+    """A configuration file's content: BASE with top-level keys replaced by ``overrides``,
+    except ``security_policy``, whose entries are merged into POLICY (so a test names
+    only the policy keys it is about and the file still has every one)."""
+    data = {**copy.deepcopy(BASE), **overrides}  # never the shared BASE: tests edit it
+    data["security_policy"] = full_policy(**overrides.get("security_policy", {}))
+    return data
+
+
 def make_config(tmp: Path | None = None, **overrides: Any) -> Config:
-    """A valid configuration: BASE with top-level keys replaced by ``overrides``
-    (``security_policy`` entries are merged into the defaults)."""
-    data = {**copy.deepcopy(BASE), **overrides}
+    """A valid configuration: :func:`config_document` of ``overrides``, with the store
+    and key file in ``tmp`` when given."""
+    data = config_document(**overrides)
     folder = tmp or Path("/nonexistent-authsvc-test")
     if tmp is not None:
         data.setdefault("store", f"sqlite:///{tmp / 'authsvc.db'}")
@@ -61,15 +87,14 @@ def make_config(tmp: Path | None = None, **overrides: Any) -> Config:
 
 
 def config_data(folder: Path, **overrides: Any) -> dict[str, Any]:
-    """A configuration file's content: BASE with the store, key file and audit log in
-    ``folder`` (absolute paths), top-level keys replaced by ``overrides``."""
-    return {
-        **copy.deepcopy(BASE),  # tests edit nested sections: never the shared BASE
+    """A configuration file's content: :func:`config_document` with the store, key file
+    and audit log in ``folder`` (absolute paths) unless ``overrides`` name them."""
+    paths = {
         "store": f"sqlite:///{folder / 'authsvc.db'}",
         "secret_key_file": str(folder / "authsvc.key"),
         "audit_log": str(folder / "audit.log"),
-        **overrides,
     }
+    return config_document(**{**paths, **overrides})
 
 
 def config_from_text(text: str, folder: Path = Path("/nonexistent-authsvc-test")) -> Config:

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.factories import BASE
+from tests.factories import BASE, full_policy
 
 REPO = Path(__file__).resolve().parents[1]
 START_DEADLINE = 30.0  # seconds; generous for slow CI machines, never reached when healthy
@@ -77,23 +77,22 @@ class IssuedToken:
 def write_authsvc_config(
     workdir: Path, *, auth_port: int, admin_port: int, **overrides: Any
 ) -> Path:
-    """Write the test configuration (top-level keys replaced by ``overrides``) into
-    ``workdir`` and return its path."""
+    """Write the test configuration (top-level keys replaced by ``overrides``, the
+    ``security_policy`` entries merged into the full policy) into ``workdir`` and return
+    its path."""
     config = {
         "listen": {"auth": f"127.0.0.1:{auth_port}", "admin": f"127.0.0.1:{admin_port}"},
         "trusted_proxies": ["127.0.0.1/32", "::1/128"],
+        # nginx in front of the admin listener (deploy/nginx/authsvc-admin.conf) connects
+        # from loopback too.
+        "admin_trusted_proxies": ["127.0.0.1/32", "::1/128"],
         "store": f"sqlite:///{workdir / 'authsvc.db'}",
         "secret_key_file": str(workdir / "authsvc.key"),
         # 1s so that a token deleted through the CLI stops working within the test's deadline.
         "cache": {"ttl": "1s", "max_entries": 1000},
         "permissions": E2E_PERMISSIONS,
         "ip_filters": E2E_IP_FILTERS,
-        "security_policy": {
-            "tokens_enabled": True,
-            "max_lifetime": None,
-            "enforce_ip_filter": None,
-            "allow_permission_updates": True,
-        },
+        "security_policy": full_policy(**overrides.pop("security_policy", {})),
         "audit_log": str(workdir / "audit.log"),
         **overrides,
     }

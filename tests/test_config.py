@@ -11,6 +11,7 @@ import pytest
 from authsvc.config import (
     MANAGE_TOKENS,
     VIEW_TOKENS,
+    CacheSettings,
     Config,
     ConfigError,
 )
@@ -22,6 +23,39 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "config" / "authsvc.yaml"
 FILE = Path("/srv/authsvc/authsvc.yaml")  # parse_config does no I/O: any path will do
 MINIMAL = "permissions:\n  ReadThings:\n    endpoints: [GET /things]\n"
+
+
+def policy(**values: str) -> str:
+    """A ``security_policy`` block with every key, ``values`` (YAML text) replacing some;
+    its lines: 0 the section, 1 tokens_enabled, 2 max_lifetime, 3 enforce_ip_filter,
+    4 allow_permission_updates."""
+    fields = {
+        "tokens_enabled": "true",
+        "max_lifetime": "null",
+        "enforce_ip_filter": "null",
+        "allow_permission_updates": "true",
+        **values,
+    }
+    return "security_policy:\n" + "".join(f"  {key}: {value}\n" for key, value in fields.items())
+
+
+#: The sections every file must write out (tests/test_config_required.py), as appended
+#: by complete() when a test's text leaves one out.
+REQUIRED = {
+    "trusted_proxies": "trusted_proxies: [127.0.0.1/32, '::1/128']\n",
+    "admin_trusted_proxies": "admin_trusted_proxies: []\n",
+    "permissions": MINIMAL,
+    "ip_filters": "ip_filters: {}\n",
+    "security_policy": policy(),
+}
+
+
+def complete(text: str) -> str:
+    """``text`` followed by each required section it does not write itself: after it, so
+    that the lines a test names keep their numbers."""
+    present = set(re.findall(r"^([A-Za-z_]+):", text, re.MULTILINE))
+    return text + "".join(block for key, block in REQUIRED.items() if key not in present)
+
 
 CATALOG = [
     "ExportOrganization",
@@ -51,12 +85,13 @@ CATALOG = [
 
 
 def parse(text: str, path: Path = FILE) -> Config:
-    return parse_config(text, path)
+    return parse_config(complete(text), path)
 
 
-def errors_of(text: str, path: Path = FILE) -> list[str]:
+def errors_of(text: str, path: Path = FILE, *, as_is: bool = False) -> list[str]:
+    """The errors of ``text`` made complete (``as_is``: of ``text`` itself)."""
     with pytest.raises(ConfigError) as caught:
-        parse_config(text, path)
+        parse_config(text if as_is else complete(text), path)
     assert caught.value.errors, "a ConfigError always carries at least one message"
     assert str(caught.value) == "\n".join(caught.value.errors)
     return caught.value.errors
@@ -118,20 +153,25 @@ class TestShippedConfig:
         assert config.store == f"sqlite:///{REPO / 'var' / 'authsvc.db'}"
         assert config.secret_key_file == REPO / "var" / "authsvc.key"
         assert config.cache.ttl == 5.0
+        assert config.cache.unknown_lookups_per_second == 50
+        assert config.trusted_proxies.texts == ("127.0.0.1/32", "::1/128")
+        assert config.admin_trusted_proxies.texts == ()
 
 
 class TestDefaults:
     def test_minimal_file_gets_every_default(self) -> None:
-        """A file with only a permission gets the defaults of SPEC §1."""
+        """A file with only the sections that must be written gets the defaults of SPEC §1
+        for the others."""
         config = parse(MINIMAL)
         assert config.path == FILE
         assert (config.listen.auth.host, config.listen.auth.port) == ("127.0.0.1", 9090)
         assert (config.listen.admin.host, config.listen.admin.port) == ("127.0.0.1", 9091)
-        assert config.trusted_proxies.texts == ("127.0.0.1/32", "::1/128")
         assert config.store == "sqlite:////srv/authsvc/var/authsvc.db"
         assert config.secret_key_file == Path("/srv/authsvc/var/authsvc.key")
         assert config.cache.ttl == 5.0
         assert config.cache.max_entries == 100_000
+        assert config.cache.unknown_lookups_per_second == 50
+        assert config.audit_log == Path("/srv/authsvc/var/audit.log")
         assert dict(config.ip_filters) == {}
         assert config.policy.tokens_enabled
         assert config.policy.max_lifetime is None
@@ -152,11 +192,10 @@ class TestDefaults:
         assert parse(MINIMAL).permissions["ReadThings"].description == ""
 
     def test_empty_sections_mean_defaults(self) -> None:
-        """A section written but left empty (``cache:``) keeps its defaults."""
-        config = parse(MINIMAL + "listen:\ncache:\nsecurity_policy:\nip_filters:\n")
-        assert config.cache.ttl == 5.0
-        assert config.listen.auth.port == 9090
-        assert config.policy == parse(MINIMAL).policy
+        """A section with defaults written but left empty (``cache:``) keeps them."""
+        config = parse(MINIMAL + "listen:\ncache:\n")
+        assert config.cache == parse(MINIMAL).cache
+        assert config.listen == parse(MINIMAL).listen
 
     def test_relative_config_path_becomes_absolute(self) -> None:
         """Config.path is absolute even when the file was named relatively."""
@@ -177,9 +216,11 @@ class TestValues:
         config = parse(
             "listen:\n  auth: 192.0.2.1:8080\n  admin: '[::1]:8081'\n"
             "trusted_proxies: [10.1.0.0/16, 192.0.2.7]\n"
+            "admin_trusted_proxies: [10.2.0.0/16]\n"
             "store: postgresql://authsvc:pw@db.internal:5432/authsvc\n"
             "secret_key_file: /etc/authsvc/key\n"
-            "cache:\n  ttl: 2m\n  max_entries: 10_000\n"
+            "audit_log: /var/log/authsvc/audit.log\n"
+            "cache:\n  ttl: 2m\n  max_entries: 10_000\n  unknown_lookups_per_second: 7\n"
             + MINIMAL
             + "ip_filters:\n  vpn: |\n    allow 192.0.2.0/24\n    deny all\n"
             "security_policy:\n  tokens_enabled: false\n  max_lifetime: 90d\n"
@@ -190,9 +231,11 @@ class TestValues:
         assert config.listen.admin.text == "[::1]:8081"
         assert config.trusted_proxies.contains(IPv4Address("10.1.2.3"))
         assert not config.trusted_proxies.contains(IPv4Address("127.0.0.1"))
+        assert config.admin_trusted_proxies.texts == ("10.2.0.0/16",)
         assert config.store == "postgresql://authsvc:pw@db.internal:5432/authsvc"
         assert config.secret_key_file == Path("/etc/authsvc/key")
-        assert (config.cache.ttl, config.cache.max_entries) == (120.0, 10_000)
+        assert config.audit_log == Path("/var/log/authsvc/audit.log")
+        assert config.cache == CacheSettings(120.0, 10_000, unknown_lookups_per_second=7)
         assert config.ip_filters["vpn"].allows(IPv4Address("192.0.2.9"))
         assert not config.policy.tokens_enabled
         assert config.policy.max_lifetime == 90 * 86400
@@ -200,10 +243,11 @@ class TestValues:
         assert config.policy.enforce_ip_filter == "vpn"
         assert not config.policy.allow_permission_updates
 
-    def test_empty_trusted_proxies_trusts_nobody(self) -> None:
-        """``trusted_proxies: []`` trusts no peer, not the loopback default."""
-        config = parse(MINIMAL + "trusted_proxies: []\n")
-        assert not config.trusted_proxies.contains(IPv4Address("127.0.0.1"))
+    @pytest.mark.parametrize("key", ["trusted_proxies", "admin_trusted_proxies"])
+    def test_empty_proxy_list_trusts_nobody(self, key: str) -> None:
+        """``[]`` trusts no peer, loopback included."""
+        config = parse(MINIMAL + f"{key}: []\n")
+        assert not getattr(config, key).contains(IPv4Address("127.0.0.1"))
 
     @pytest.mark.parametrize(
         ("store", "expected"),
@@ -250,18 +294,19 @@ class TestValues:
 
     def test_yaml_booleans(self) -> None:
         """Every spelling that YAML reads as a boolean is accepted (on/off, yes/no)."""
-        config = parse(MINIMAL + "security_policy:\n  tokens_enabled: off\n")
+        config = parse(MINIMAL + policy(tokens_enabled="off"))
         assert not config.policy.tokens_enabled
 
     def test_nulls_in_policy(self) -> None:
         """``max_lifetime: null`` and ``enforce_ip_filter: null`` mean none."""
-        config = parse(MINIMAL + "security_policy:\n  max_lifetime: null\n  enforce_ip_filter: ~\n")
+        config = parse(MINIMAL + policy(max_lifetime="null", enforce_ip_filter="~"))
         assert config.policy.max_lifetime is None
         assert config.policy.enforce_ip_filter is None
 
 
-# (file text, the expected message after "<file>: ")
-BAD_CONFIGS = [
+# Whole-file problems, found before any section is read: (file text as it is, the
+# expected message after "<file>: ")
+BAD_DOCUMENTS = [
     pytest.param(
         "- permissions\n",
         "line 1: must be a mapping of settings, not a list",
@@ -291,6 +336,10 @@ BAD_CONFIGS = [
         "line 1: the YAML tag !!python/object/apply:os.system is not allowed",
         id="python tag on the document",
     ),
+]
+
+# (file text, made complete; the expected message after "<file>: ")
+BAD_CONFIGS = [
     pytest.param(
         MINIMAL + "store: !!python/object/apply:os.system ['true']\n",
         "store (line 4): the YAML tag !!python/object/apply:os.system is not allowed",
@@ -320,8 +369,8 @@ BAD_CONFIGS = [
         id="unknown permission key",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  max_ttl: 5d\n",
-        "security_policy.max_ttl (line 5): unknown key",
+        MINIMAL + policy() + "  max_ttl: 5d\n",
+        "security_policy.max_ttl (line 9): unknown key",
         id="unknown policy key",
     ),
     pytest.param(
@@ -385,47 +434,76 @@ BAD_CONFIGS = [
         id="max_entries hex",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  max_lifetime: 90\n",
-        "security_policy.max_lifetime (line 5): must be a duration such as 90d",
+        MINIMAL + "cache:\n  unknown_lookups_per_second: 0\n",
+        "cache.unknown_lookups_per_second (line 5): must be a whole number of at least 1",
+        id="unknown lookups zero",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  unknown_lookups_per_second: -50\n",
+        "cache.unknown_lookups_per_second (line 5): must be a whole number of at least 1",
+        id="unknown lookups negative",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  unknown_lookups_per_second: 2.5\n",
+        "cache.unknown_lookups_per_second (line 5): must be a whole number, not 2.5",
+        id="unknown lookups fraction",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  unknown_lookups_per_second: '50'\n",
+        "cache.unknown_lookups_per_second (line 5): must be a whole number, not '50'",
+        id="unknown lookups quoted",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  unknown_lookups_per_second: 50/s\n",
+        "cache.unknown_lookups_per_second (line 5): must be a whole number, not '50/s'",
+        id="unknown lookups with a unit",
+    ),
+    pytest.param(
+        MINIMAL + "cache:\n  unknown_lookups_per_second:\n",
+        "cache.unknown_lookups_per_second (line 5): must be a whole number, not null",
+        id="unknown lookups empty",
+    ),
+    pytest.param(
+        MINIMAL + policy(max_lifetime="90"),
+        "security_policy.max_lifetime (line 6): must be a duration such as 90d",
         id="max_lifetime without unit",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  max_lifetime: 600s\n",
-        "security_policy.max_lifetime (line 5): '600s' uses the unit 's'",
+        MINIMAL + policy(max_lifetime="600s"),
+        "security_policy.max_lifetime (line 6): '600s' uses the unit 's'",
         id="max_lifetime in seconds",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  max_lifetime: 40000d\n",
-        "security_policy.max_lifetime (line 5): '40000d' is too long",
+        MINIMAL + policy(max_lifetime="40000d"),
+        "security_policy.max_lifetime (line 6): '40000d' is too long",
         id="max_lifetime beyond 100 years",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  tokens_enabled: 'yes'\n",
+        MINIMAL + policy(tokens_enabled="'yes'"),
         "security_policy.tokens_enabled (line 5): must be true or false, not 'yes'",
         id="quoted boolean",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  allow_permission_updates: 1\n",
-        "security_policy.allow_permission_updates (line 5): must be true or false, not 1",
+        MINIMAL + policy(allow_permission_updates="1"),
+        "security_policy.allow_permission_updates (line 8): must be true or false, not 1",
         id="number as boolean",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  tokens_enabled:\n",
+        MINIMAL + policy(tokens_enabled=""),
         "security_policy.tokens_enabled (line 5): must be true or false, not null",
         id="empty boolean",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  enforce_ip_filter: office\n",
-        "security_policy.enforce_ip_filter (line 5): there is no IP filter named "
+        MINIMAL + policy(enforce_ip_filter="office"),
+        "security_policy.enforce_ip_filter (line 7): there is no IP filter named "
         "'office' in ip_filters",
         id="enforced filter missing",
     ),
     pytest.param(
-        MINIMAL + "security_policy:\n  enforce_ip_filter: [office]\n",
-        "security_policy.enforce_ip_filter (line 5): must be a filter name or null, not a list",
+        MINIMAL + policy(enforce_ip_filter="[office]"),
+        "security_policy.enforce_ip_filter (line 7): must be a filter name or null, not a list",
         id="enforced filter not a name",
     ),
-    pytest.param("store: sqlite:///a.db\n", "permissions: is required", id="no permissions"),
     pytest.param(
         "permissions:\n",
         "permissions (line 1): must be a mapping of at least one permission",
@@ -561,6 +639,28 @@ BAD_CONFIGS = [
         id="trusted proxies empty",
     ),
     pytest.param(
+        MINIMAL + "admin_trusted_proxies:\n  - 127.0.0.1/32\n  - 010.0.0.1\n",
+        "admin_trusted_proxies.1 (line 6): '010.0.0.1':",
+        id="bad admin trusted proxy",
+    ),
+    pytest.param(
+        MINIMAL + "admin_trusted_proxies: 127.0.0.1\n",
+        "admin_trusted_proxies (line 4): must be a list",
+        id="admin trusted proxies not a list",
+    ),
+    pytest.param(
+        MINIMAL + "admin_trusted_proxies:\n",
+        "admin_trusted_proxies (line 4): must be a list of addresses and CIDR ranges ([] "
+        "trusts no peer), not null",
+        id="admin trusted proxies empty",
+    ),
+    pytest.param(
+        MINIMAL + "ip_filters:\n",
+        "ip_filters (line 4): must be a mapping of filter names to rules ({} when there "
+        "are none), not null",
+        id="filters empty",
+    ),
+    pytest.param(
         MINIMAL + "store: mysql://root:hunter2@db/authsvc\n",
         "store (line 4): the scheme 'mysql' is not supported",
         id="unknown store",
@@ -654,12 +754,20 @@ class TestErrors:
         assert len(errors) == 1, errors
         assert errors[0].startswith(f"{FILE}: {message}"), errors[0]
 
-    def test_empty_file(self) -> None:
-        """An empty file (or only comments) is an error, not a service with no permissions."""
-        for text in ("", "\n\n", "# nothing yet\n"):
-            assert errors_of(text) == [
-                f"{FILE}: the file is empty; it must at least define permissions"
-            ]
+    @pytest.mark.parametrize(("text", "message"), BAD_DOCUMENTS)
+    def test_bad_document(self, text: str, message: str) -> None:
+        """A file that is not one YAML mapping is one error naming the file and the line."""
+        errors = errors_of(text, as_is=True)
+        assert len(errors) == 1, errors
+        assert errors[0].startswith(f"{FILE}: {message}"), errors[0]
+
+    @pytest.mark.parametrize("text", ["", "\n\n", "# nothing yet\n"])
+    def test_empty_file(self, text: str) -> None:
+        """An empty file (or only comments) is an error naming what it must hold."""
+        assert errors_of(text, as_is=True) == [
+            f"{FILE}: the file is empty; it must define at least trusted_proxies, "
+            "admin_trusted_proxies, permissions, ip_filters and security_policy"
+        ]
 
     def test_all_errors_are_reported_in_file_order(self) -> None:
         """Every problem is reported at once, ordered by line, not only the first."""
@@ -667,8 +775,8 @@ class TestErrors:
             "cache:\n  ttl: 5\n"
             "permissions:\n  ViewOrganizationTokens: {endpoints: [GET /x]}\n"
             "ip_filters:\n  office: |\n    allow nowhere\n"
-            "security_policy:\n  enforce_ip_filter: home\n"
-            "listen:\n  auth: nowhere\n"
+            + policy(enforce_ip_filter="home")
+            + "listen:\n  auth: nowhere\n"
             "extra: 1\n"
         )
         assert [re.sub(r" \(line \d+\).*", "", e.removeprefix(f"{FILE}: ")) for e in errors] == [
@@ -684,8 +792,9 @@ class TestErrors:
     def test_broken_filter_is_not_also_missing(self) -> None:
         """A policy naming a filter whose rules are wrong gets one error, about the rules."""
         errors = errors_of(
-            MINIMAL + "ip_filters:\n  vpn: |\n    allow 10.0.0.1/8\n"
-            "security_policy:\n  enforce_ip_filter: vpn\n"
+            MINIMAL
+            + "ip_filters:\n  vpn: |\n    allow 10.0.0.1/8\n"
+            + policy(enforce_ip_filter="vpn")
         )
         assert len(errors) == 1
         assert errors[0].startswith(f"{FILE}: ip_filters.vpn (line 6): rule line 1:")
@@ -705,7 +814,7 @@ class TestErrors:
 
     def test_file_name_as_given(self) -> None:
         """Messages name the file the way the operator named it."""
-        errors = errors_of("- x\n", Path("conf/mine.yaml"))
+        errors = errors_of("- x\n", Path("conf/mine.yaml"), as_is=True)
         assert errors[0].startswith("conf/mine.yaml: line 1: ")
 
 
@@ -713,7 +822,7 @@ class TestLoadConfig:
     def test_reads_the_file(self, tmp_path: Path) -> None:
         """load_config reads, parses and resolves paths against the file's folder."""
         path = tmp_path / "authsvc.yaml"
-        path.write_text(MINIMAL + "store: sqlite:///tokens.db\n", encoding="utf-8")
+        path.write_text(complete(MINIMAL + "store: sqlite:///tokens.db\n"), encoding="utf-8")
         config = load_config(path)
         assert config.path == path
         assert config.store == f"sqlite:///{tmp_path / 'tokens.db'}"
@@ -737,7 +846,8 @@ class TestLoadConfig:
     def test_not_utf8(self, tmp_path: Path) -> None:
         """A file that is not UTF-8 is a ConfigError naming the file and the line."""
         path = tmp_path / "latin1.yaml"
-        path.write_bytes(MINIMAL.encode() + "# caf\u00e9\n".encode("latin-1"))
+        rest = complete(MINIMAL).removeprefix(MINIMAL)
+        path.write_bytes(MINIMAL.encode() + "# caf\u00e9\n".encode("latin-1") + rest.encode())
         with pytest.raises(ConfigError) as caught:
             load_config(path)
         assert caught.value.errors == [f"{path}: line 4: the file is not valid UTF-8 text"]
@@ -752,7 +862,7 @@ class TestLoadConfig:
     def test_errors_carry_the_path(self, tmp_path: Path) -> None:
         """Schema errors from a loaded file name that file."""
         path = tmp_path / "bad.yaml"
-        path.write_text(MINIMAL + "colour: blue\n", encoding="utf-8")
+        path.write_text(complete(MINIMAL + "colour: blue\n"), encoding="utf-8")
         with pytest.raises(ConfigError) as caught:
             load_config(path)
         assert caught.value.errors[0].startswith(f"{path}: colour (line 4): unknown key")

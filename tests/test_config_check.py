@@ -12,7 +12,7 @@ import pytest
 from authsvc.config.check import refusals
 from authsvc.rules.tokens import TokenRecord, new_token_id
 from authsvc.store.sqlite.store import SQLiteStore
-from tests.factories import BASE, make_config, make_record
+from tests.factories import BASE, full_policy, make_config, make_record
 from tests.test_cli import Cli, write_config
 
 DAY = 86_400
@@ -141,12 +141,17 @@ class TestCheckCommand:
         """Exit 2 with every error naming the file, the key and the line."""
         path = tmp_path / "authsvc.yaml"
         path.write_text(
+            "trusted_proxies: []\n"
+            "admin_trusted_proxies: []\n"
             "permissions:\n"
             "  Reader:\n"
             "    endpoints: [GET /a]\n"
+            "ip_filters: {}\n"
             "security_policy:\n"
+            "  tokens_enabled: true\n"
             "  max_lifetime: 5s\n"
             "  enforce_ip_filter: nowhere\n"
+            "  allow_permission_updates: true\n"
         )
         result = Cli(tmp_path, path).run("config", "check")
         assert result.status == 2
@@ -154,8 +159,8 @@ class TestCheckCommand:
         assert "configuration is valid" not in result.stdout
         errors = result.stderr.strip().splitlines()
         assert len(errors) == 2
-        assert errors[0].startswith(f"{path}: security_policy.max_lifetime (line 5): ")
-        assert errors[1].startswith(f"{path}: security_policy.enforce_ip_filter (line 6): ")
+        assert errors[0].startswith(f"{path}: security_policy.max_lifetime (line 9): ")
+        assert errors[1].startswith(f"{path}: security_policy.enforce_ip_filter (line 10): ")
 
     def test_lists_tokens_a_stricter_policy_refuses(self, tmp_path: Path) -> None:
         """Tokens made under a permissive file, checked against a strict one sharing the
@@ -173,7 +178,7 @@ class TestCheckCommand:
             "strict.yaml",
             permissions=catalog_without("Writer"),
             ip_filters={"localhost": BASE["ip_filters"]["localhost"]},
-            security_policy={"max_lifetime": "30d"},
+            security_policy=full_policy(max_lifetime="30d"),
         )
         result = cli.ok("config", "check", config=strict)
         assert result.stdout.startswith(f"{strict}: configuration is valid")
@@ -195,7 +200,7 @@ class TestCheckCommand:
         cli = Cli(tmp_path, write_config(tmp_path))
         for name in ("a", "b"):
             cli.create(name)
-        off = write_config(tmp_path, "off.yaml", security_policy={"tokens_enabled": False})
+        off = write_config(tmp_path, "off.yaml", security_policy=full_policy(tokens_enabled=False))
         lines = refused_lines(cli.ok("config", "check", config=off).stdout)
         assert set(lines) == {"a", "b"}
         assert all("tokens_enabled: false" in line for line in lines.values())

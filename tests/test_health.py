@@ -8,6 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from authsvc.rules.tokens import SECRET_PATTERN, TokenRecord, new_secret
 from authsvc.service.runtime import Runtime
+from tests.admin_helpers import (
+    granting_admin,  # noqa: F401 - the admin fixture: it holds what it hands on (rotate)
+)
 from tests.webapp import NOW, Client, auth_status, bearer, mint
 
 METRIC_NAMES = [

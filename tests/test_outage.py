@@ -32,6 +32,7 @@ from authsvc.rules.tokens import TokenRecord
 from authsvc.service.runtime import Runtime
 from authsvc.store.postgres.store import PostgresStore
 from authsvc.store.sqlite.store import SQLiteStore
+from tests.admin_helpers import GRANTING  # admin tokens hold what they hand on
 from tests.auth_client import admin_client, auth_client
 from tests.factories import FrozenClock, make_config
 from tests.pg import PgSchema, TcpProxy, with_address
@@ -39,7 +40,6 @@ from tests.stores import hold_write_lock
 from tests.waiting import within
 from tests.webapp import (
     ENVIRON,
-    MANAGE,
     READ_ITEMS,
     Client,
     ClientMaker,
@@ -168,7 +168,7 @@ class TestAdminDuringOutage:
 
     async def test_writes_are_503_and_nothing_is_half_written(self, rig: Rig) -> None:
         """create, PATCH, rotate, DELETE: 503 store_unavailable; after recovery all is as before."""
-        _, admin = await rig.mint("admin", MANAGE)
+        _, admin = await rig.mint("admin", *GRANTING)
         target, old_secret = await rig.mint("target")
         headers = bearer(admin)
         assert (await rig.admin.get("/admin/v1/policy", headers=headers)).status == 200  # cached
@@ -238,7 +238,7 @@ class TestRecovery:
 
     async def test_serves_again_and_drops_its_cache(self, rig: Rig) -> None:
         """Lookups and writes work again; the feed is back and drops the whole cache once."""
-        _, admin = await rig.mint("admin", MANAGE)
+        _, admin = await rig.mint("admin", *GRANTING)
         assert (await rig.admin.get("/admin/v1/policy", headers=bearer(admin))).status == 200
         revoked, revoked_secret = await rig.cached("revoked during outage")
         await rig.proxy.cut()
@@ -319,7 +319,7 @@ class TestSilentNetwork:
 
     async def test_write_into_silence_is_all_or_nothing(self, rig: Rig) -> None:
         """A create whose reply never comes is 503; the token is then absent or whole."""
-        actor, admin = await rig.mint("admin", MANAGE)
+        actor, admin = await rig.mint("admin", *GRANTING)
         headers = bearer(admin)
         assert (await rig.admin.get("/admin/v1/policy", headers=headers)).status == 200
         rig.proxy.freeze()
@@ -356,7 +356,7 @@ class TestSQLiteLocked:
         try:
             auth = await auth_client(aiohttp_client, runtime)
             admin_api = await admin_client(aiohttp_client, runtime)
-            _, admin = await mint(runtime, MANAGE, name="admin")
+            _, admin = await mint(runtime, *GRANTING, name="admin")
             _, reader = await mint(runtime, "Reader", name="reader")
             headers = bearer(admin)
             assert (await admin_api.get("/admin/v1/policy", headers=headers)).status == 200

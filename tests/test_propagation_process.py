@@ -70,7 +70,9 @@ class TestTwoInstances:
         """Delete, rotate and permission change through instance one; instance two's
         cache (TTL 30 s) drops the old record within 1 s each time."""
         one, two = instances
-        admin = {"Authorization": one.create_token("ManageOrganizationTokens").bearer}
+        admin = {
+            "Authorization": one.create_token("ManageOrganizationTokens", "Reader", "Writer").bearer
+        }
         timings = {}
 
         def fresh(name: str) -> tuple[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,8 @@ class TestPolicySwitches:
 
     async def test_permission_updates_switch(self, setup: Setup) -> None:
         """allow_permission_updates: false makes PATCH 403 at once; true allows it again."""
-        _, admin = await mint(setup.runtime, MANAGE, name="admin")
+        # It holds what it changes: an admin token may only hand on permissions it holds.
+        _, admin = await mint(setup.runtime, MANAGE, "Reader", "Writer", name="admin")
         record, _ = await mint(setup.runtime, "Reader")
         headers = bearer(admin)
         url = f"/admin/v1/tokens/{record.id}"
@@ -153,28 +154,52 @@ class TestPolicySwitches:
         assert await setup.auth_status(secret) == (403, "ip_not_allowed")
 
 
+def _dump(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data)
+
+
+def _without(data: dict[str, Any], key: str) -> dict[str, Any]:
+    return {name: value for name, value in data.items() if name != key}
+
+
+# Each makes the text of a bad file from the good file's data.
+BAD_EDITS = [
+    pytest.param(lambda data: "permissions: [unclosed\n", id="invalid-yaml"),
+    pytest.param(lambda data: "", id="empty-file"),
+    pytest.param(
+        lambda data: _dump(data)[: _dump(data).index("security_policy:")], id="half-written"
+    ),
+    pytest.param(lambda data: _dump({**data, "surprise": 1}), id="unknown-key"),
+    pytest.param(lambda data: "!!python/object/apply:os.system ['true']\n", id="python-tag"),
+    pytest.param(
+        lambda data: _dump({**data, "ip_filters": {"f": "allow 10.0.0.1/8"}}),
+        id="filter-does-not-compile",
+    ),
+    pytest.param(
+        lambda data: _dump(
+            {**data, "security_policy": {**data["security_policy"], "tokens_enabled": "maybe"}}
+        ),
+        id="policy-typo",
+    ),
+    pytest.param(lambda data: _dump(_without(data, "admin_trusted_proxies")), id="key-missing"),
+    pytest.param(
+        lambda data: _dump(
+            {**data, "security_policy": _without(data["security_policy"], "max_lifetime")}
+        ),
+        id="policy-key-missing",
+    ),
+]
+
+
 class TestAllOrNothing:
-    @pytest.mark.parametrize(
-        "text",
-        [
-            pytest.param("permissions: [unclosed\n", id="invalid-yaml"),
-            pytest.param("", id="empty-file"),
-            pytest.param("permissions:\n  Reader:\n    endpoints: [GET /x]\n", id="half-written"),
-            pytest.param("surprise: 1\n", id="unknown-key"),
-            pytest.param("!!python/object/apply:os.system ['true']\n", id="python-tag"),
-            pytest.param(
-                "permissions:\n  R:\n    endpoints: [GET /x]\nip_filters:\n  f: allow 10.0.0.1/8\n",
-                id="filter-does-not-compile",
-            ),
-        ],
-    )
-    async def test_bad_edit_changes_nothing(self, setup: Setup, text: str) -> None:
+    @pytest.mark.parametrize("bad", BAD_EDITS)
+    async def test_bad_edit_changes_nothing(
+        self, setup: Setup, bad: Callable[[dict[str, Any]], str]
+    ) -> None:
         """The last good configuration keeps serving; /readyz and /metrics tell."""
         _, secret = await mint(setup.runtime, "Reader")
         before = setup.runtime.live.current
-        if text.startswith("permissions:\n  Reader"):  # valid YAML, but tokens_enabled typo
-            text += "security_policy:\n  tokens_enabled: maybe\n"
-        setup.write(text)
+        setup.write(bad(setup.data))
         assert not setup.reloader.reload("test")
         assert setup.runtime.live.current is before
         assert await setup.auth_status(secret) == (200, "ok")
@@ -211,6 +236,28 @@ class TestAllOrNothing:
         assert new.policy.max_lifetime == 2 * DAY
         assert "'store' changed: it takes effect after a restart" in caplog.text
         assert "'listen' changed" in caplog.text
+
+
+class TestLiveKeys:
+    async def test_proxy_lists_and_lookup_budget_apply_without_restart(self, setup: Setup) -> None:
+        """trusted_proxies, admin_trusted_proxies and cache.unknown_lookups_per_second are
+        put in force by a reload, and the audit record names them."""
+        setup.data["trusted_proxies"] = ["10.0.0.5/32"]
+        setup.data["admin_trusted_proxies"] = ["10.0.0.6/32"]
+        setup.data["cache"] = {"unknown_lookups_per_second": 7}
+        setup.write()
+        assert setup.reloader.reload("SIGHUP")
+        current = setup.runtime.live.current
+        assert current.trusted_proxies.texts == ("10.0.0.5/32",)
+        assert current.admin_trusted_proxies.texts == ("10.0.0.6/32",)
+        assert current.cache.unknown_lookups_per_second == 7
+        details = audit_entries(setup.runtime)[-1]["details"]
+        assert details["admin_trusted_proxies"] == {
+            "from": ["127.0.0.1/32", "::1/128"],
+            "to": ["10.0.0.6/32"],
+        }
+        assert details["cache"] == {"unknown_lookups_per_second": {"from": 50, "to": 7}}
+        assert "needs_restart" not in details
 
 
 class TestAudit:

@@ -116,9 +116,10 @@ class TestWatcher:
     ) -> None:
         """A writer pausing mid-file: the valid-looking first half is never applied."""
         full = config_text(tmp_path, max_lifetime="10d", tokens_enabled=False)
-        # The first half alone is a valid configuration (no security_policy yet).
-        half = full[: full.index("security_policy:")]
-        assert load_config(_write(tmp_path / "probe.yaml", half)).policy.max_lifetime is None
+        full += "cache:\n  ttl: 7s\n"
+        # The first half alone is a valid configuration (cache has defaults).
+        half = full[: full.index("cache:")]
+        assert load_config(_write(tmp_path / "probe.yaml", half)).cache.ttl == 5.0
         started = time.monotonic()
         with watched.path.open("w") as stream:
             stream.write(half)
@@ -127,7 +128,7 @@ class TestWatcher:
             # the settle time (so it waits for the rest).
             await asyncio.sleep(0.3)
             stream.write(full[len(half) :])
-        await watched.wait_for(lifetime(10), started)
+        await watched.wait_for(lambda config: config.cache.ttl == 7.0, started)
         await asyncio.sleep(0.8)  # let any later tick run
         assert len(watched.applied) == 1
         assert watched.applied[0].policy.tokens_enabled is False

@@ -19,7 +19,7 @@ class TestSigterm:
         kept; meanwhile new connections are refused; the process then exits 0."""
         server = start_authsvc(tmp_path)
         try:
-            admin = server.create_token("ManageOrganizationTokens")
+            admin = server.create_token("ManageOrganizationTokens", "Reader")
             body = json.dumps({"name": "in flight", "permissions": ["Reader"]}).encode()
             request = (
                 f"POST /admin/v1/tokens HTTP/1.1\r\nHost: x\r\n"

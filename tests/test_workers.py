@@ -48,7 +48,7 @@ class TestWorkers:
 
     def test_a_delete_reaches_every_worker_within_a_second(self, server: AuthsvcServer) -> None:
         """Every worker's cache (TTL 30 s) drops a token deleted through any one of them."""
-        admin = {"Authorization": server.create_token("ManageOrganizationTokens").bearer}
+        admin = {"Authorization": server.create_token("ManageOrganizationTokens", "Reader").bearer}
         status, body = call(
             server.admin_port,
             "POST",

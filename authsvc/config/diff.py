@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from authsvc.config import Config
+from authsvc.config import CacheSettings, Config
+from authsvc.rules.ipfilter import NetworkSet
 
 #: Keys read once at start-up; a change is reported and otherwise ignored.
 RESTART_KEYS = ("listen", "store", "secret_key_file", "audit_log")
@@ -27,6 +28,7 @@ class ConfigChanges:
     ip_filters: dict[str, list[str]] = field(default_factory=dict)
     cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     trusted_proxies: dict[str, list[str]] = field(default_factory=dict)
+    admin_trusted_proxies: dict[str, list[str]] = field(default_factory=dict)
     needs_restart: list[str] = field(default_factory=list)
 
     def as_details(self) -> dict[str, Any]:
@@ -51,6 +53,13 @@ def _named(old: Mapping[str, Any], new: Mapping[str, Any], key: Any) -> dict[str
     return {kind: names for kind, names in result.items() if names}
 
 
+def _proxies(old: NetworkSet, new: NetworkSet) -> dict[str, list[str]]:
+    """{"from", "to"} as written when the list changed, else nothing."""
+    if old.texts == new.texts:
+        return {}
+    return {"from": list(old.texts), "to": list(new.texts)}
+
+
 def diff(old: Config, new: Config) -> ConfigChanges:
     """Every difference a reload applies, plus the restart-only keys that differ."""
     policy = {
@@ -60,12 +69,9 @@ def diff(old: Config, new: Config) -> ConfigChanges:
     }
     cache = {
         name: {"from": getattr(old.cache, name), "to": getattr(new.cache, name)}
-        for name in ("ttl", "max_entries")
+        for name in CacheSettings.__slots__
         if getattr(old.cache, name) != getattr(new.cache, name)
     }
-    proxies = {}
-    if old.trusted_proxies.texts != new.trusted_proxies.texts:
-        proxies = {"from": list(old.trusted_proxies.texts), "to": list(new.trusted_proxies.texts)}
     return ConfigChanges(
         policy=policy,
         permissions=_named(
@@ -75,7 +81,8 @@ def diff(old: Config, new: Config) -> ConfigChanges:
         ),
         ip_filters=_named(old.ip_filters, new.ip_filters, lambda f: f.rules),
         cache=cache,
-        trusted_proxies=proxies,
+        trusted_proxies=_proxies(old.trusted_proxies, new.trusted_proxies),
+        admin_trusted_proxies=_proxies(old.admin_trusted_proxies, new.admin_trusted_proxies),
         needs_restart=[key for key in RESTART_KEYS if getattr(old, key) != getattr(new, key)],
     )
 

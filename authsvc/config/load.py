@@ -11,8 +11,12 @@ problem found is reported (ordered by line), not just the first. Messages read
 (``permissions.ManageUsers.endpoints.2``); problems of the whole file read
 ``<file>: line N: <sentence>``. Decisions where docs/configuration.md is silent:
 
-- A section given but left empty (``cache:``) means "all defaults"; ``permissions`` and
-  ``trusted_proxies`` must be written out (``trusted_proxies: []`` trusts no peer).
+- The sections that decide who gets in (``trusted_proxies``, ``admin_trusted_proxies``,
+  ``permissions``, ``ip_filters`` and every key of ``security_policy``) must be written
+  out: a file cut short, or one from before a key existed, is an error, never a looser
+  default (``[]`` trusts no peer, ``{}`` defines no filter, ``null`` sets no policy
+  value). The others (``listen``, ``store``, ``secret_key_file``, ``audit_log``,
+  ``cache``) have defaults; one given but left empty (``cache:``) means "all defaults".
 - ``description`` is optional (default ``""``); duplicate keys and duplicate endpoint
   templates are errors; YAML merge keys (``<<``) are not supported.
 - Whole numbers are plain decimal (``100000`` or ``100_000``); durations must be strings
@@ -26,16 +30,65 @@ problem found is reported (ordered by line), not just the first. Messages read
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from types import MappingProxyType
+
+from yaml.nodes import MappingNode
 
 from authsvc.config.errors import ConfigError
 from authsvc.config.model import Config
-from authsvc.config.sections import MAX_FILE_SIZE, read_config
+from authsvc.config.nodes import Reader, compose
+from authsvc.config.sections import read_filters, read_permissions, read_policy, read_proxies
+from authsvc.config.settings import read_cache, read_listen, read_paths
+
+MAX_FILE_SIZE = 1 << 20  # a configuration is a few kilobytes; don't slurp a log file
+TOP_KEYS = (
+    "listen",
+    "trusted_proxies",
+    "admin_trusted_proxies",
+    "store",
+    "secret_key_file",
+    "audit_log",
+    "cache",
+    "permissions",
+    "ip_filters",
+    "security_policy",
+)
 
 
 def parse_config(text: str, path: Path) -> Config:
     """Validate and compile ``text`` as if read from ``path``; raise ConfigError."""
-    return read_config(text, path)
+    absolute = Path(os.path.abspath(path))
+    r = Reader(str(path), absolute.parent)
+    root = compose(text, r.file)
+    top = r.mapping(root, "", "a mapping of settings", TOP_KEYS)
+    if not isinstance(root, MappingNode):
+        raise ConfigError(r.errors)
+    value = {name: node for name, (_, node) in top.items()}
+    # In the file's order, so that the keys missing (reported without a line) are too.
+    trusted = read_proxies(r, top.get("trusted_proxies"), "trusted_proxies")
+    admin_trusted = read_proxies(r, top.get("admin_trusted_proxies"), "admin_trusted_proxies")
+    permissions = read_permissions(r, top.get("permissions"))
+    filters, filter_names = read_filters(r, top.get("ip_filters"))
+    policy = read_policy(r, top.get("security_policy"), filter_names)
+    store, secret_key_file, audit_log = read_paths(r, top)
+    config = Config(
+        path=absolute,
+        listen=read_listen(r, value.get("listen")),
+        trusted_proxies=trusted,
+        admin_trusted_proxies=admin_trusted,
+        store=store,
+        secret_key_file=secret_key_file,
+        audit_log=audit_log,
+        cache=read_cache(r, value.get("cache")),
+        permissions=MappingProxyType(permissions),
+        ip_filters=MappingProxyType(filters),
+        policy=policy,
+    )
+    if r.errors:
+        raise ConfigError(r.errors)
+    return config
 
 
 def load_config(path: Path) -> Config:

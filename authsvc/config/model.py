@@ -33,10 +33,17 @@ class Listen:
     admin: ListenAddress
 
 
+#: ``cache.unknown_lookups_per_second`` when the file does not set it.
+DEFAULT_UNKNOWN_LOOKUPS_PER_SECOND = 50
+
+
 @dataclass(frozen=True, slots=True)
 class CacheSettings:
     ttl: float  # seconds
     max_entries: int
+    # Store lookups per second (per process) spent on well-formed tokens that turn out
+    # not to exist; past it such a token is refused without a lookup.
+    unknown_lookups_per_second: int = DEFAULT_UNKNOWN_LOOKUPS_PER_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +66,8 @@ class SecurityPolicy:
 class Config:
     path: Path  # absolute path of the file this was loaded from
     listen: Listen
-    trusted_proxies: NetworkSet
+    trusted_proxies: NetworkSet  # peers whose X-Real-IP the auth listener believes
+    admin_trusted_proxies: NetworkSet  # the same, for the admin listener
     store: str  # store URL; sqlite paths made absolute against the file's folder
     secret_key_file: Path  # absolute
     audit_log: Path  # absolute; JSON lines, appended by the service and the CLI

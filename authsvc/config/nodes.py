@@ -19,6 +19,10 @@ STR, INT, BOOL, NULL = (YAML_TAG + t for t in ("str", "int", "bool", "null"))
 PLAIN_TAGS = frozenset(
     {STR, INT, BOOL, NULL, YAML_TAG + "float", YAML_TAG + "map", YAML_TAG + "seq"}
 )
+EMPTY_FILE = (
+    "the file is empty; it must define at least trusted_proxies, admin_trusted_proxies, "
+    "permissions, ip_filters and security_policy"
+)
 BOOLS = {"yes": True, "true": True, "on": True, "no": False, "false": False, "off": False}
 
 T = TypeVar("T")
@@ -167,5 +171,5 @@ def compose(text: str, file: str) -> Node:
     except yaml.YAMLError as error:
         raise ConfigError([f"{file}: invalid YAML: {error}"]) from None
     if root is None:
-        raise ConfigError([f"{file}: the file is empty; it must at least define permissions"])
+        raise ConfigError([f"{file}: {EMPTY_FILE}"])
     return root

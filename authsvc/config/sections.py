@@ -1,124 +1,61 @@
-"""Reading each section of the configuration file into the values of config_model.
+"""Reading the sections that decide who gets in: ``trusted_proxies``,
+``admin_trusted_proxies``, ``permissions``, ``ip_filters`` and ``security_policy``.
 
-Every reader reports its problems to the shared Reader (file, dotted key, line) and
-returns a usable default, so that one pass reports every problem in the file.
+Each of them must be written out, every policy key included (``null`` where unset): a
+file cut short by a half-finished write, or one from before a key existed, must never
+fall back to a looser default, so a missing one is an error that names it. Every reader
+reports its problems to the shared Reader (file, dotted key, line) and returns a value
+that is never used once an error is reported (the load raises), so that one pass
+reports every problem in the file.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from functools import partial
-from ipaddress import IPv4Address, IPv6Address
-from pathlib import Path
-from types import MappingProxyType
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from authsvc.config.errors import ConfigError
 from authsvc.config.model import (
     MANAGE_TOKENS,
     RESERVED_PERMISSIONS,
     VIEW_TOKENS,
-    CacheSettings,
-    Config,
-    Listen,
-    ListenAddress,
     Permission,
     SecurityPolicy,
 )
-from authsvc.config.nodes import (
-    BOOL,
-    INT,
-    STR,
-    Fields,
-    Reader,
-    compose,
-    is_null,
-    line_of,
-    parse_bool,
-    parse_count,
-    parse_port,
-)
+from authsvc.config.nodes import BOOL, STR, Fields, Reader, is_null, line_of, parse_bool
 from authsvc.rules.durations import parse_duration
 from authsvc.rules.endpoints import EndpointTemplate, compile_template
 from authsvc.rules.ipfilter import IpFilter, IpFilterError, NetworkSet, compile_ip_filter
-from authsvc.store import resolve_store_url
+
+#: A top-level entry of the file: (key node, value node), None when the key is absent.
+Entry = tuple[Node, Node] | None
 
 RESERVED_DESCRIPTIONS = {
     VIEW_TOKENS: "View organization API tokens, the permission catalog, IP filters and policy",
     MANAGE_TOKENS: "Create, update, rotate and delete organization API tokens (includes viewing)",
 }
-DEFAULT_LISTEN = {"listen.auth": "127.0.0.1:9090", "listen.admin": "127.0.0.1:9091"}
-DEFAULT_TRUSTED_PROXIES = ("127.0.0.1/32", "::1/128")
-DEFAULT_STORE = "sqlite:///var/authsvc.db"
-DEFAULT_SECRET_KEY_FILE = "var/authsvc.key"  # noqa: S105 -- a path, not a secret
-DEFAULT_AUDIT_LOG = "var/audit.log"
-DEFAULT_TTL = "5s"
-DEFAULT_MAX_ENTRIES = 100_000
-MAX_CACHE_TTL = 3600  # a longer cache would make deletions take effect far too late
-MAX_FILE_SIZE = 1 << 20  # a configuration is a few kilobytes; don't slurp a log file
-_MAX_UNIX_PATH = 107  # sun_path holds 108 bytes, one of them the terminating NUL
-
-_TOP_KEYS = (
-    "listen",
-    "trusted_proxies",
-    "store",
-    "secret_key_file",
-    "audit_log",
-    "cache",
-    "permissions",
-    "ip_filters",
-    "security_policy",
-)
-_POLICY_KEYS = ("tokens_enabled", "max_lifetime", "enforce_ip_filter", "allow_permission_updates")
+#: Every policy key, with what it takes; each one must be written.
+POLICY_KEYS = {
+    "tokens_enabled": "true or false",
+    "max_lifetime": "a duration such as 90d, or null for no maximum",
+    "enforce_ip_filter": "a filter name, or null for none",
+    "allow_permission_updates": "true or false",
+}
+_PROXIES = "a list of addresses and CIDR ranges ([] trusts no peer)"
+_PERMISSIONS = "a mapping of at least one permission name to its endpoints"
+_FILTERS = "a mapping of filter names to rules ({} when there are none)"
+_POLICY = "a mapping with every one of " + ", ".join(POLICY_KEYS)
 _PERMISSION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}", re.ASCII)
 _FILTER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,99}", re.ASCII)
-_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*", re.ASCII)
 
 
-def _absolute(folder: Path, text: str) -> Path:
-    """``text`` joined to the configuration's folder, ``..`` resolved lexically."""
-    return Path(os.path.normpath(folder / text))
-
-
-def _parse_listen(folder: Path, text: str) -> ListenAddress:
-    """``host:port``, ``[ipv6]:port`` or ``unix:/path``; raise ValueError."""
-    if text.startswith("unix:"):
-        path = text[len("unix:") :]
-        if not path or "\x00" in path:
-            raise ValueError("write unix: and the socket's path, e.g. unix:/run/authsvc.sock")
-        path = str(_absolute(folder, path))
-        if len(os.fsencode(path)) > _MAX_UNIX_PATH:
-            raise ValueError(f"the socket path {path} is longer than {_MAX_UNIX_PATH} bytes")
-        return ListenAddress(host=None, port=None, unix_path=path, text=text)
-    host, colon, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-        try:
-            IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} in brackets is not an IPv6 address") from None
-    elif text.startswith("["):
-        raise ValueError("write an IPv6 address in brackets and a port: [::1]:9090")
-    elif not colon or not host:
-        raise ValueError(f"{text!r} is not an address: write host:port, [IPv6]:port or unix:/path")
-    elif ":" in host:
-        raise ValueError(f"put an IPv6 address in brackets: [{host}]:{port}")
-    elif host.replace(".", "").isdigit():
-        try:
-            IPv4Address(host)
-        except ValueError as error:
-            raise ValueError(f"{host!r} is not an IPv4 address: {error}") from None
-    elif _HOSTNAME.fullmatch(host) is None:
-        raise ValueError(f"{host!r} is not a host name or IP address")
-    return ListenAddress(host=host, port=parse_port(port), unix_path=None, text=text)
-
-
-def _parse_file_path(folder: Path, text: str) -> Path:
-    if not text or "\x00" in text or text.endswith("/"):
-        raise ValueError("must be the path of a file, e.g. var/authsvc.key")
-    return _absolute(folder, text)
+def _required(r: Reader, entry: Entry, key: str, what: str) -> Node | None:
+    """The value of a section that must be written out; None (reported) when absent."""
+    if entry is None:
+        r.error(key, None, f"is required: {what}")
+        return None
+    return entry[1]
 
 
 def _parse_network(text: str) -> str:
@@ -126,39 +63,15 @@ def _parse_network(text: str) -> str:
     return text
 
 
-def _parse_ttl(text: str) -> float:
-    seconds = parse_duration(text, units="smh")
-    if seconds > MAX_CACHE_TTL:
-        raise ValueError(f"must be at most 1h (a longer cache delays token deletions), not {text}")
-    return float(seconds)
-
-
-def _read_listen(r: Reader, node: Node | None) -> Listen:
-    fields = r.section(node, "listen", ("auth", "admin"))
-    parse = partial(_parse_listen, r.folder)
-    auth, admin = (
-        r.get(fields, key, "an address", parse, parse(DEFAULT_LISTEN[key]))
-        for key in ("listen.auth", "listen.admin")
-    )
-    if (auth.host, auth.port, auth.unix_path) == (admin.host, admin.port, admin.unix_path):
-        r.error(
-            "listen.admin",
-            fields["admin"][1] if "admin" in fields else None,
-            "must differ from listen.auth",
-        )
-    return Listen(auth=auth, admin=admin)
-
-
-def _read_trusted_proxies(r: Reader, node: Node | None) -> NetworkSet:
-    if node is None:
-        return NetworkSet.compile(DEFAULT_TRUSTED_PROXIES)
-    what = "a list of addresses and CIDR ranges ([] trusts no proxy)"
-    if not r.check(node, "trusted_proxies", SequenceNode, what):
+def read_proxies(r: Reader, entry: Entry, key: str) -> NetworkSet:
+    """``trusted_proxies`` or ``admin_trusted_proxies``: the peers whose X-Real-IP is
+    believed (none when anything is wrong)."""
+    node = _required(r, entry, key, _PROXIES)
+    if node is None or not r.check(node, key, SequenceNode, _PROXIES):
         return NetworkSet.compile(())
     fields: Fields = {str(i): (item, item) for i, item in enumerate(node.value)}
     entries = [
-        r.get(fields, f"trusted_proxies.{i}", "an address or CIDR range", _parse_network, "")
-        for i in fields
+        r.get(fields, f"{key}.{i}", "an address or CIDR range", _parse_network, "") for i in fields
     ]
     return NetworkSet.compile([entry for entry in entries if entry])
 
@@ -187,15 +100,18 @@ def _read_permission(r: Reader, key: str, name: str, node: Node) -> Permission:
     return Permission(name, description, tuple(templates))
 
 
-def _read_permissions(r: Reader, node: Node | None) -> dict[str, Permission]:
-    what = "a mapping of at least one permission name to its endpoints"
+def read_permissions(r: Reader, entry: Entry) -> dict[str, Permission]:
+    """``permissions``: the catalog, with the reserved permissions added at its end."""
+    node = _required(r, entry, "permissions", _PERMISSIONS)
     fields: Fields = {}
-    if node is None:
-        r.error("permissions", None, f"is required: {what}")
-    elif r.check(node, "permissions", MappingNode, what) and not node.value:
-        r.error("permissions", node, f"must be {what}, not an empty mapping")
+    if (
+        node is not None
+        and r.check(node, "permissions", MappingNode, _PERMISSIONS)
+        and not node.value
+    ):
+        r.error("permissions", node, f"must be {_PERMISSIONS}, not an empty mapping")
     elif isinstance(node, MappingNode):
-        fields = r.mapping(node, "permissions", what)
+        fields = r.mapping(node, "permissions", _PERMISSIONS)
     catalog: dict[str, Permission] = {}
     for name, (name_node, value) in fields.items():
         key = f"permissions.{name}"
@@ -211,12 +127,13 @@ def _read_permissions(r: Reader, node: Node | None) -> dict[str, Permission]:
     return catalog
 
 
-def _read_filters(r: Reader, node: Node | None) -> tuple[dict[str, IpFilter], set[str]]:
-    """The compiled filters, and the names of all filters written (broken ones too, so
-    that a reference to one is not reported as a second error)."""
-    if node is None or is_null(node):
+def read_filters(r: Reader, entry: Entry) -> tuple[dict[str, IpFilter], set[str]]:
+    """``ip_filters``: the compiled filters, and the names of all filters written (broken
+    ones too, so that a reference to one is not reported as a second error)."""
+    node = _required(r, entry, "ip_filters", _FILTERS)
+    if node is None:
         return {}, set()
-    fields = r.mapping(node, "ip_filters", "a mapping of filter names to rules")
+    fields = r.mapping(node, "ip_filters", _FILTERS)
     filters: dict[str, IpFilter] = {}
     for name, (name_node, value) in fields.items():
         key = f"ip_filters.{name}"
@@ -236,8 +153,16 @@ def _read_filters(r: Reader, node: Node | None) -> tuple[dict[str, IpFilter], se
     return filters, set(fields)
 
 
-def _read_policy(r: Reader, node: Node | None, filter_names: set[str]) -> SecurityPolicy:
-    fields = r.section(node, "security_policy", _POLICY_KEYS)
+def read_policy(r: Reader, entry: Entry, filter_names: set[str]) -> SecurityPolicy:
+    """``security_policy``, every key written (a missing one is reported)."""
+    node = _required(r, entry, "security_policy", _POLICY)
+    fields: Fields = {}
+    if node is not None and entry is not None:
+        fields = r.mapping(node, "security_policy", _POLICY, tuple(POLICY_KEYS))
+        if isinstance(node, MappingNode):
+            for name, what in POLICY_KEYS.items():
+                if name not in fields:  # the line of `security_policy:`, where it belongs
+                    r.error(f"security_policy.{name}", entry[0], f"is required: write {what}")
     key = "security_policy."
     nulls = {name for name, (_, value) in fields.items() if is_null(value)}
     present = {name: value for name, value in fields.items() if name not in nulls}
@@ -256,8 +181,10 @@ def _read_policy(r: Reader, node: Node | None, filter_names: set[str]) -> Securi
             fields["enforce_ip_filter"][1],
             f"there is no IP filter named {enforced!r} in ip_filters (known: {known})",
         )
+    # The strict value when absent or wrong; never used then (the load fails), but a
+    # default that let tokens in would be one bug away from being served.
     flags = {
-        name: r.get(fields, key + name, "true or false", parse_bool, True, tag=BOOL)
+        name: r.get(fields, key + name, "true or false", parse_bool, False, tag=BOOL)
         for name in ("tokens_enabled", "allow_permission_updates")
     }
     return SecurityPolicy(
@@ -267,41 +194,3 @@ def _read_policy(r: Reader, node: Node | None, filter_names: set[str]) -> Securi
         enforce_ip_filter=enforced,
         allow_permission_updates=flags["allow_permission_updates"],
     )
-
-
-def read_config(text: str, path: Path) -> Config:
-    """Validate and compile ``text`` as if read from ``path``; raise ConfigError."""
-    absolute = Path(os.path.abspath(path))
-    r = Reader(str(path), absolute.parent)
-    root = compose(text, r.file)
-    fields = r.mapping(root, "", "a mapping of settings", _TOP_KEYS)
-    if not isinstance(root, MappingNode):
-        raise ConfigError(r.errors)
-    top = {name: value for name, (_, value) in fields.items()}
-    store, key_file = (
-        partial(resolve_store_url, folder=r.folder),
-        partial(_parse_file_path, r.folder),
-    )
-    cache = r.section(top.get("cache"), "cache", ("ttl", "max_entries"))
-    ttl = r.get(cache, "cache.ttl", "a duration such as 5s", _parse_ttl, _parse_ttl(DEFAULT_TTL))
-    max_entries = r.get(
-        cache, "cache.max_entries", "a whole number", parse_count, DEFAULT_MAX_ENTRIES, tag=INT
-    )
-    filters, filter_names = _read_filters(r, top.get("ip_filters"))
-    config = Config(
-        path=absolute,
-        listen=_read_listen(r, top.get("listen")),
-        trusted_proxies=_read_trusted_proxies(r, top.get("trusted_proxies")),
-        store=r.get(fields, "store", "a URL", store, store(DEFAULT_STORE)),
-        secret_key_file=r.get(
-            fields, "secret_key_file", "a file path", key_file, key_file(DEFAULT_SECRET_KEY_FILE)
-        ),
-        audit_log=r.get(fields, "audit_log", "a file path", key_file, key_file(DEFAULT_AUDIT_LOG)),
-        cache=CacheSettings(ttl=ttl, max_entries=max_entries),
-        permissions=MappingProxyType(_read_permissions(r, top.get("permissions"))),
-        ip_filters=MappingProxyType(filters),
-        policy=_read_policy(r, top.get("security_policy"), filter_names),
-    )
-    if r.errors:
-        raise ConfigError(r.errors)
-    return config

@@ -5,7 +5,8 @@ and the upstream and site files get only their ports and snippet folder substitu
 patterns that must match (so the tests can never drift onto a private copy).
 
 Reusable fixtures: ``nginx_binary``, ``echo_upstream``, ``authsvc_server``,
-``nginx_proxy`` (session-wide), ``upstream`` (the echo upstream with its log emptied) and
+``nginx_proxy``, ``admin_nginx`` (deploy/nginx/authsvc-admin.conf in front of the admin
+listener; all session-wide), ``upstream`` (the echo upstream with its log emptied) and
 ``isolated_stack`` (a private authsvc + nginx + upstream for tests that break things).
 """
 
@@ -96,6 +97,10 @@ class NginxProxy:
                 (r"include /etc/nginx/snippets/", f"include {NGINX_DIR}/"),
             ],
         )
+        return self._write_main(upstream_conf, site_conf)
+
+    def _write_main(self, *includes: Path) -> Path:
+        """The top-level nginx.conf: a private prefix, and ``includes`` in its http block."""
         temp_paths = "\n".join(
             f"    {kind}_temp_path {self.prefix / kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -109,7 +114,8 @@ class NginxProxy:
             "events { worker_connections 256; }\n"
             "http {\n"
             f"    access_log {self.prefix / 'access.log'};\n{temp_paths}\n"
-            f"    include {upstream_conf};\n    include {site_conf};\n}}\n"
+            + "".join(f"    include {path};\n" for path in includes)
+            + "}\n"
         )
         return conf
 
@@ -176,6 +182,27 @@ class NginxProxy:
                 return Response(response.status, tuple(response.getheaders()), response.read())
             finally:
                 response.close()
+
+
+class AdminNginx(NginxProxy):
+    """nginx running the shipped deploy/nginx/authsvc-admin.conf alone: the admin listener
+    published on ``port``, with only the two ports substituted."""
+
+    def __init__(self, binary: str, prefix: Path, *, listen_port: int, admin_port: int) -> None:
+        super().__init__(binary, prefix, listen_port=listen_port, auth_port=0, upstream_port=0)
+        self._admin_port = admin_port
+
+    def write_config(self) -> Path:
+        """Render the top-level nginx.conf and the substituted admin file."""
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        admin_conf = self._render(
+            "authsvc-admin.conf",
+            [
+                (r"listen 8091;", f"listen 127.0.0.1:{self.port};"),
+                (r"server 127\.0\.0\.1:9091;", f"server 127.0.0.1:{self._admin_port};"),
+            ],
+        )
+        return self._write_main(admin_conf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +274,23 @@ def nginx_proxy(
         listen_port=free_port(),
         auth_port=authsvc_server.auth_port,
         upstream_port=echo_upstream.port,
+    )
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_nginx(
+    nginx_binary: str, authsvc_server: AuthsvcServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AdminNginx]:
+    """nginx running deploy/nginx/authsvc-admin.conf in front of ``authsvc_server``'s admin
+    listener (whose ``admin_trusted_proxies`` lists loopback, where nginx connects from)."""
+    proxy = AdminNginx(
+        nginx_binary,
+        tmp_path_factory.mktemp("nginx-admin"),
+        listen_port=free_port(),
+        admin_port=authsvc_server.admin_port,
     )
     proxy.start()
     yield proxy
