@@ -1,4 +1,5 @@
-"""The ``authsvc`` command line: argument parsing and output only (docs/cli.md).
+"""The ``authsvc`` command line: its commands and their output (docs/cli.md); the
+arguments are parsed by :mod:`authsvc.cli_args`, the work is TokenService's.
 
 Expected failures (bad configuration, unknown id, policy refusals, an unreachable
 store) print one sentence to stderr and exit non-zero; never a traceback.
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from authsvc.cli_args import DEFAULT_CONFIG, build_parser
 from authsvc.config import Config, ConfigError
 from authsvc.config.check import refusals
 from authsvc.config.load import load_config
@@ -29,73 +31,10 @@ from authsvc.service.token_service import CLI_ACTOR
 from authsvc.service.token_view import token_object
 from authsvc.store import StoreError, TokenStore, open_store
 
-DEFAULT_CONFIG = "config/authsvc.yaml"
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 LOG_LEVEL_ENV = "AUTHSVC_LOG_LEVEL"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of docs/cli.md; usage errors exit with status 2."""
-    parser = argparse.ArgumentParser(
-        prog="authsvc",
-        description="Organization API tokens for APIs behind nginx auth_request.",
-        epilog="Reference: docs/cli.md in the authsvc repository.",
-    )
-    parser.add_argument(
-        "--config",
-        type=Path,
-        help=f"configuration file (default: $AUTHSVC_CONFIG or {DEFAULT_CONFIG})",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    serve = commands.add_parser("serve", help="run the auth and admin listeners")
-    serve.add_argument(
-        "--workers",
-        type=_positive,
-        default=1,
-        metavar="N",
-        help="processes sharing the listening sockets (default 1)",
-    )
-    commands.add_parser(
-        "migrate", help="create or upgrade the store's schema (serve also does it at start-up)"
-    )
-
-    token = commands.add_parser("token", help="manage tokens directly in the store")
-    actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
-    create = actions.add_parser("create", help="issue a token and print its secret once")
-    create.add_argument("--name", required=True)
-    create.add_argument(
-        "--permission",
-        action="append",
-        required=True,
-        dest="permissions",
-        metavar="PERMISSION",
-        help="repeat for several permissions",
-    )
-    create.add_argument("--expires-in", help="lifetime from now: 30m, 12h, 90d")
-    create.add_argument("--ip-filter", help="name of an IP filter from the configuration")
-    create.add_argument("--json", action="store_true", help="print a JSON object")
-    listing = actions.add_parser("list", help="list tokens")
-    listing.add_argument("--json", action="store_true")
-    for name, text in (("show", "show one token"), ("rotate", "issue a new secret")):
-        sub = actions.add_parser(name, help=text)
-        sub.add_argument("id")
-        sub.add_argument("--json", action="store_true")
-    actions.add_parser("delete", help="delete a token").add_argument("id")
-
-    config = commands.add_parser("config", help="configuration tools")
-    config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
-    config_actions.add_parser(
-        "check", help="validate the file and list tokens its policy would refuse"
-    )
-    return parser
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 64:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
-    return int(text)
 
 
 def config_path(option: Path | None) -> Path:
@@ -233,11 +172,17 @@ async def _token(config: Config, store: TokenStore, args: argparse.Namespace) ->
                 actor=CLI_ACTOR,
                 client=None,
                 name=args.name,
-                permissions=args.permissions,
+                # a snapshot of the catalog in force, reserved permissions included
+                permissions=list(config.permissions) if args.all_permissions else args.permissions,
                 expires_in=args.expires_in,
                 ip_filter=args.ip_filter,
             )
             _print_secret(token_object(record, policy, now), secret, as_json=args.json)
+        elif args.action == "update":
+            record = await service.update_permissions(
+                actor=CLI_ACTOR, client=None, token_id=args.id, permissions=args.permissions
+            )
+            _print_tokens([record], config, now, as_json=args.json, single=True)
         elif args.action == "rotate":
             record, secret = await service.rotate(actor=CLI_ACTOR, client=None, token_id=args.id)
             _print_secret(token_object(record, policy, now), secret, as_json=args.json)

@@ -1,9 +1,11 @@
 """Helpers shared by the admin API test modules (tests/test_admin_*.py): one call and its
 answer, the error shape, a create body, and the tables of read and write calls.
 
-The fixtures they use (``runtime``, ``admin_client``, ``admin``, ``admin_secret``...) come
-from ``tests.webapp``. This module is imported, not loaded as a plugin, so pytest does not
-rewrite its asserts: each one carries its own message.
+The fixtures they use (``runtime``, ``admin_client``, ``admin_secret``...) come from
+``tests.webapp``, except ``admin``: a module that imports :func:`granting_admin` gets an
+admin token that holds every permission of the test catalog, so that it may hand them on
+(the delegation bounds of docs/admin-api.md). This module is imported, not loaded as a
+plugin, so pytest does not rewrite its asserts: each one carries its own message.
 """
 
 from __future__ import annotations
@@ -16,13 +18,24 @@ import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from tests.webapp import Client, assert_error, bearer
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.runtime import Runtime
+from tests.webapp import MANAGE, Client, assert_error, bearer, mint
 
 TOKENS = "/admin/v1/tokens"
 UNKNOWN_ID = "tok_0123456789abcdef"
 DAY = 86400
 #: "Send no body" (None would send the JSON ``null``).
 ABSENT: Any = object()
+#: Every permission an admin token needs to hand on what the tests ask for.
+GRANTING = (MANAGE, "Reader", "Writer")
+
+
+@pytest.fixture(name="admin")
+async def granting_admin(runtime: Runtime) -> tuple[TokenRecord, str]:
+    """The ``admin`` of the modules that import this: ManageOrganizationTokens plus every
+    catalog permission, minted through the CLI path; (record, secret)."""
+    return await mint(runtime, *GRANTING, name="admin")
 
 
 @dataclass(frozen=True, slots=True)

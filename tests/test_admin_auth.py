@@ -20,6 +20,7 @@ from tests.admin_helpers import (
     WRITES,
     Reply,
     error_of,
+    granting_admin,  # noqa: F401 - the admin fixture: it holds what it hands on
     new_token,
     send,
 )
@@ -261,9 +262,10 @@ class TestAuthorization:
     async def test_x_real_ip_from_untrusted_peer_is_ignored(
         self, runtime: Runtime, tmp_path: Path, admin_client: Client
     ) -> None:
-        """With no trusted proxies, X-Real-IP cannot put a loopback client in the office."""
+        """With no admin trusted proxies, X-Real-IP cannot put a loopback client in the
+        office, whatever the auth listener's trusted_proxies say."""
         _, secret = await mint(runtime, MANAGE, ip_filter="office")
-        use_config(runtime, tmp_path, trusted_proxies=[])
+        use_config(runtime, tmp_path, admin_trusted_proxies=[])
         reply = await send(admin_client, "GET", TOKENS, secret, headers={"X-Real-IP": "10.1.2.3"})
         error_of(reply, "forbidden", 403)
 

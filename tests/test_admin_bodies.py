@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from authsvc.service.runtime import Runtime
-from tests.admin_helpers import TOKENS, UNKNOWN_ID, error_of, send
+from tests.admin_helpers import (
+    TOKENS,
+    UNKNOWN_ID,
+    error_of,
+    granting_admin,  # noqa: F401 - the admin fixture: it holds what it hands on
+    send,
+)
 from tests.webapp import Client, mint
 
 

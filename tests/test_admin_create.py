@@ -12,7 +12,14 @@ import pytest
 from authsvc.rules.durations import rfc3339
 from authsvc.rules.tokens import SECRET_PATTERN, TokenRecord
 from authsvc.service.runtime import Runtime
-from tests.admin_helpers import DAY, TOKENS, error_of, new_token, send
+from tests.admin_helpers import (
+    DAY,
+    TOKENS,
+    error_of,
+    granting_admin,  # noqa: F401 - the admin fixture: it holds what it hands on
+    new_token,
+    send,
+)
 from tests.factories import TOKEN_FIELDS
 from tests.webapp import NOW, Client, auth_status, use_config
 

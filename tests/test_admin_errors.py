@@ -15,6 +15,7 @@ from tests.admin_helpers import (
     UNKNOWN_ID,
     WRITES,
     error_of,
+    granting_admin,  # noqa: F401 - the admin fixture: it holds what it hands on
     new_token,
     send,
 )

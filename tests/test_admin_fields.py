@@ -13,13 +13,29 @@ from yarl import URL
 from authsvc.service.runtime import Runtime
 from authsvc.web.admin import _CREATE_FIELDS, _LIST_PARAMS, _PATCH_FIELDS
 from authsvc.web.errors import FIELD_CODES
-from tests.admin_helpers import ABSENT, TOKENS, UNKNOWN_ID, error_of, new_token, send
-from tests.webapp import VIEW, Client, mint, use_config
+from tests.admin_helpers import (
+    ABSENT,
+    TOKENS,
+    UNKNOWN_ID,
+    error_of,
+    granting_admin,  # noqa: F401 - the admin fixture: it holds what it hands on
+    new_token,
+    send,
+)
+from tests.factories import BASE
+from tests.webapp import MANAGE, VIEW, Client, mint, use_config
 
 CREATE = ("POST", TOKENS)
 PATCH = ("PATCH", f"{TOKENS}/{{id}}")
 LIST = "GET"
 MAX_90D = {"max_lifetime": "90d"}
+#: A permission that the catalog gains after the admin token was made, so it does not
+#: hold it: asking for it exceeds the caller (delegation bounds).
+UNHELD = "Auditor"
+CATALOG = {
+    **BASE["permissions"],
+    UNHELD: {"description": "Read the audit trail", "endpoints": ["GET /api/v1/audit"]},
+}
 
 # (security_policy, method, path ("{id}": a Reader token), JSON body, status, code, field):
 # at least one call per code that names a field, and per body key and list parameter.
@@ -70,6 +86,15 @@ FIELD_ERRORS = [
     ),
     pytest.param(
         {}, *CREATE, new_token(ip_filter="nope"), 422, "unknown_ip_filter", "ip_filter", id="filter"
+    ),
+    pytest.param(
+        {},
+        *CREATE,
+        new_token(permissions=[UNHELD]),
+        403,
+        "exceeds_caller",
+        "permissions",
+        id="perm-not-held",
     ),
     pytest.param(
         {}, *CREATE, {"permissions": ["Reader"]}, 422, "invalid_field", "name", id="name-missing"
@@ -130,6 +155,15 @@ FIELD_ERRORS = [
         {}, *PATCH, {"permissions": []}, 422, "invalid_permissions", "permissions", id="patch-empty"
     ),
     pytest.param(
+        {},
+        *PATCH,
+        {"permissions": ["Reader", UNHELD]},
+        403,
+        "exceeds_caller",
+        "permissions",
+        id="patch-perm-not-held",
+    ),
+    pytest.param(
         {}, LIST, f"{TOKENS}?name={'x' * 101}", ABSENT, 400, "invalid_query", "name", id="q-name"
     ),
     pytest.param({}, LIST, f"{TOKENS}?sort=x", ABSENT, 400, "invalid_query", "sort", id="q-sort"),
@@ -163,6 +197,25 @@ WHOLE_REQUEST_ERRORS = [
     pytest.param({}, "nobody", "GET", TOKENS, ABSENT, 401, "unauthorized", id="no-token"),
     pytest.param({}, "junk", "GET", TOKENS, ABSENT, 401, "unauthorized", id="junk-token"),
     pytest.param({}, "view", *CREATE, new_token(), 403, "forbidden", id="forbidden"),
+    pytest.param(
+        {},
+        "manage-only",
+        "POST",
+        f"{TOKENS}/{{id}}/rotate",
+        ABSENT,
+        403,
+        "exceeds_caller",
+        id="rotate-beyond-caller",
+    ),
+    pytest.param(
+        {},
+        "manage-only",
+        *PATCH,
+        {"permissions": [MANAGE]},
+        403,
+        "exceeds_caller",
+        id="patch-target-beyond-caller",
+    ),
     pytest.param(
         {"tokens_enabled": False}, "admin", "GET", TOKENS, ABSENT, 403, "tokens_disabled", id="off"
     ),
@@ -217,9 +270,12 @@ WHOLE_REQUEST_ERRORS = [
 
 
 async def _caller(runtime: Runtime, admin_secret: str, who: str) -> str | None:
-    """The secret ``who`` presents: the admin's, a View token's, junk, or none."""
+    """The secret ``who`` presents: the admin's, a View token's, a Manage token's that holds
+    nothing else (the Reader target is beyond it), junk, or none."""
     if who == "view":
         return (await mint(runtime, VIEW))[1]
+    if who == "manage-only":
+        return (await mint(runtime, MANAGE))[1]
     return {"admin": admin_secret, "junk": "junk", "nobody": None}[who]
 
 
@@ -255,7 +311,7 @@ class TestErrorFields:
     ) -> None:
         """The error names exactly the body key or query parameter at fault."""
         target, _ = await mint(runtime, "Reader")
-        use_config(runtime, tmp_path, security_policy=policy)
+        use_config(runtime, tmp_path, security_policy=policy, permissions=CATALOG)
         url = URL(path.format(id=target.id), encoded=True)
         reply = await send(admin_client, method, url, admin_secret, body=body)
         error_of(reply, code, status, field=field)

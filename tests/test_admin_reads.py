@@ -13,7 +13,14 @@ from yarl import URL
 from authsvc.rules.durations import rfc3339
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.runtime import Runtime
-from tests.admin_helpers import DAY, TOKENS, Reply, error_of, send
+from tests.admin_helpers import (
+    DAY,
+    TOKENS,
+    Reply,
+    error_of,
+    granting_admin,  # noqa: F401 - the admin fixture: it holds what it hands on
+    send,
+)
 from tests.factories import TOKEN_FIELDS, FrozenClock
 from tests.webapp import MANAGE, NOW, VIEW, Client, mint, use_config
 

@@ -22,6 +22,7 @@ DRIVERS = ("sqlite3", "asyncpg")
 PURE = (
     "authsvc.rules",
     "authsvc.rules.decision",
+    "authsvc.rules.delegation",
     "authsvc.rules.durations",
     "authsvc.rules.endpoints",
     "authsvc.rules.ipfilter",

@@ -6,7 +6,6 @@ Also home of the helpers the other CLI-facing test modules import (``Cli``, ``wr
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import os
 import re
@@ -27,7 +26,7 @@ import yaml
 from authsvc.rules.tokens import TokenRecord, digest
 from authsvc.service.secret_key import load_secret_key
 from authsvc.store.sqlite.store import SQLiteStore
-from tests.factories import BASE, TOKEN_FIELDS
+from tests.factories import TOKEN_FIELDS, config_data
 
 SECRET_LINE = re.compile(r"^authsvc_[0-9A-Za-z]{49}$")
 SECRET_ANYWHERE = re.compile(r"authsvc_[0-9A-Za-z]{49}")
@@ -35,15 +34,16 @@ RUN_TIMEOUT = 60  # a hang guard, not a timing assertion
 
 
 def write_config(folder: Path, name: str = "authsvc.yaml", **overrides: Any) -> Path:
-    """BASE plus store, key and audit log inside ``folder`` (relative paths resolve against
-    the file's folder, so every config written into one folder shares them)."""
-    data: dict[str, Any] = {
-        **copy.deepcopy(BASE),
+    """:func:`tests.factories.config_data` with the store, key and audit log named
+    relative to the file (relative paths resolve against the file's folder, so every
+    config written into one folder shares them), top-level keys replaced by ``overrides``
+    (``security_policy`` entries as config_data merges them)."""
+    relative = {
         "store": "sqlite:///authsvc.db",
         "secret_key_file": "authsvc.key",
         "audit_log": "audit.log",
-        **overrides,
     }
+    data = config_data(folder, **{**relative, **overrides})
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -102,7 +102,7 @@ class Cli:
 
     def create(self, name: str, *extra: str, config: Path | None = None) -> dict[str, Any]:
         """Create a token with ``--json``; the object including its secret."""
-        if not any(arg == "--permission" for arg in extra):
+        if not any(arg in ("--permission", "--all-permissions") for arg in extra):
             extra = (*extra, "--permission", "Reader")
         token: dict[str, Any] = self.ok(
             "token", "create", "--name", name, *extra, "--json", config=config
@@ -187,6 +187,12 @@ class TestEntryPoints:
             pytest.param(["token", "bogus"], id="unknown-action"),
             pytest.param(["token", "create", "--name", "x"], id="missing-permission"),
             pytest.param(["token", "create", "--permission", "Reader"], id="missing-name"),
+            pytest.param(
+                ["token", "create", "--name", "x", "--permission", "Reader", "--all-permissions"],
+                id="permission-and-all-permissions",
+            ),
+            pytest.param(["token", "update", "tok_0123456789abcdef"], id="update-no-permission"),
+            pytest.param(["token", "update", "--permission", "Reader"], id="update-no-id"),
             pytest.param(["token", "show"], id="missing-id"),
             pytest.param(["--bogus", "token", "list"], id="unknown-option"),
             pytest.param(["config"], id="config-without-action"),

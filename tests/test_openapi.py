@@ -12,6 +12,7 @@ import pytest
 from authsvc.web.admin import _CREATE_FIELDS, _LIST_PARAMS, _PATCH_FIELDS, MAX_LIMIT
 from authsvc.web.errors import FIELD_CODES, STATUS_BY_CODE
 from authsvc.web.openapi import DOCUMENT
+from tests.admin_helpers import granting_admin  # noqa: F401 - the admin fixture: it holds what it hands on
 from tests.webapp import Client, bearer
 
 OPENAPI = "/admin/v1/openapi.json"
@@ -231,3 +232,16 @@ class TestSchemasMatchAnswers:
         pattern = with_secret["properties"]["token"]["pattern"]
         assert re.fullmatch(pattern.strip("^$"), created["token"])
         assert created["status"] in token["properties"]["status"]["enum"]
+
+    async def test_self_answers_a_token_object(
+        self, served: dict[str, Any], admin_client: Client, admin: tuple[Any, str]
+    ) -> None:
+        """GET /admin/v1/self answers the Token schema, as documented."""
+        response = await admin_client.get("/admin/v1/self", headers=bearer(admin[1]))
+        assert response.status == 200
+        documented = served["paths"]["/admin/v1/self"]["get"]["responses"]["200"]
+        assert documented["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Token"
+        }
+        token = served["components"]["schemas"]["Token"]
+        assert set(await response.json()) == set(token["required"])

@@ -1,7 +1,8 @@
 """TokenService: every operation on tokens, for the admin API, the web page and the CLI.
 
-It applies the issuance policy, writes the store, keeps the record cache honest and
-writes the audit trail. Nothing about tokens is implemented anywhere else.
+It applies the issuance policy and, for a calling admin token, the delegation bounds;
+writes the store, keeps the record cache honest and writes the audit trail. Nothing about
+tokens is implemented anywhere else.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
-from authsvc.rules import policy
+from authsvc.rules import delegation, policy
 from authsvc.rules.policy import Refused
 from authsvc.rules.tokens import TokenRecord, digest, is_token_id, new_secret, new_token_id
 from authsvc.service.audit import AuditLog
@@ -20,9 +22,24 @@ from authsvc.store import ListQuery, NameTaken, TokenStore
 
 CLI_ACTOR = "cli"
 
+#: Who makes a change: the calling admin token's record (bounded by what it holds), or the
+#: name of an actor that is not a token (``cli``: the host's operator, not bounded).
+Actor: TypeAlias = TokenRecord | str
+
 
 def _not_found(token_id: str) -> Refused:
     return Refused("not_found", f"No token has the id {token_id[:40]!r}.")
+
+
+def _who(actor: Actor) -> tuple[str, TokenRecord | None]:
+    """(the id recorded as ``created_by`` and in the audit log, the record that bounds the
+    change or None). A token id alone is refused: a token acting without its record would
+    escape the delegation bounds, so a caller that forgets it fails closed."""
+    if isinstance(actor, TokenRecord):
+        return actor.id, actor
+    if is_token_id(actor):
+        raise TypeError("a token acting through TokenService must pass its record")
+    return actor, None
 
 
 class TokenService:
@@ -100,22 +117,27 @@ class TokenService:
     async def create(
         self,
         *,
-        actor: str,
+        actor: Actor,
         client: str | None,
         name: str,
         permissions: Sequence[str],
         expires_in: str | None,
         ip_filter: str | None,
     ) -> tuple[TokenRecord, str]:
-        """Issue a token; returns the record and its secret (the only time it exists)."""
+        """Issue a token; returns the record and its secret (the only time it exists).
+        The policy's rules come first, then the bounds of a calling token."""
+        actor_id, bound = _who(actor)
+        config = self._live.current
         issuance = policy.check_create(
-            self._live.current,
+            config,
             name=name,
             permissions=permissions,
             expires_in=expires_in,
             ip_filter=ip_filter,
         )
         created_at = float(int(self._clock()))
+        if bound is not None:
+            issuance = delegation.bound_create(bound, issuance, config.policy, created_at)
         record = TokenRecord(
             id=new_token_id(),
             name=issuance.name,
@@ -123,7 +145,7 @@ class TokenService:
             ip_filter=issuance.ip_filter,
             created_at=created_at,
             expires_at=None if issuance.expires_in is None else created_at + issuance.expires_in,
-            created_by=actor,
+            created_by=actor_id,
         )
         secret = new_secret()
         try:
@@ -134,7 +156,7 @@ class TokenService:
             ) from None
         self._audit.write(
             "token.create",
-            actor=actor,
+            actor=actor_id,
             target=record.id,
             client=client,
             details={"name": record.name, "permissions": sorted(record.permissions)},
@@ -142,18 +164,24 @@ class TokenService:
         return record, secret
 
     async def update_permissions(
-        self, *, actor: str, client: str | None, token_id: str, permissions: Sequence[str]
+        self, *, actor: Actor, client: str | None, token_id: str, permissions: Sequence[str]
     ) -> TokenRecord:
-        """Replace a token's permissions; effective at once on this instance."""
+        """Replace a token's permissions; effective at once on this instance. A calling
+        token must hold the target's permissions and the new ones."""
+        actor_id, bound = _who(actor)
         wanted = policy.check_permission_update(self._live.current, permissions)
         before = await self.get(token_id)
+        if bound is not None:
+            delegation.bound_update(bound, before, wanted)
+        # A change made meanwhile by someone else is simply replaced by this set, which
+        # lies within the caller's reach: there is nothing to re-check after the write.
         record = await self._store.update_permissions(token_id, wanted)
         if record is None:
             raise _not_found(token_id)
         self._cache.invalidate(token_id=token_id)
         self._audit.write(
             "token.update",
-            actor=actor,
+            actor=actor_id,
             target=token_id,
             client=client,
             details={
@@ -164,26 +192,56 @@ class TokenService:
         return record
 
     async def rotate(
-        self, *, actor: str, client: str | None, token_id: str
+        self, *, actor: Actor, client: str | None, token_id: str
     ) -> tuple[TokenRecord, str]:
-        """A new secret for the same token; the old secret stops working at once."""
+        """A new secret for the same token; the old secret stops working at once. A
+        calling token gets it only for a token within its reach (it could have made it)."""
+        actor_id, bound = _who(actor)
         if not is_token_id(token_id):
             raise _not_found(token_id)
+        if bound is not None:
+            delegation.bound_rotate(bound, await self.get(token_id), self._live.current.policy)
         secret = new_secret()
         result = await self._store.replace_digest(token_id, self.digest(secret))
         if result is None:
             raise _not_found(token_id)
         old_digest, record = result
         self._cache.invalidate(digest=old_digest, token_id=token_id)
-        self._audit.write("token.rotate", actor=actor, target=token_id, client=client)
+        if bound is not None:
+            self._withhold_if_beyond(bound, record, actor_id, client)
+        self._audit.write("token.rotate", actor=actor_id, target=token_id, client=client)
         return record, secret
 
-    async def delete(self, *, actor: str, client: str | None, token_id: str) -> None:
-        """Delete a token; it stops working at once on this instance."""
+    def _withhold_if_beyond(
+        self, bound: TokenRecord, record: TokenRecord, actor_id: str, client: str | None
+    ) -> None:
+        """Someone may have widened the target between the check and the swap: then the
+        new secret goes to no one (fail closed), and the audit log says the old secret was
+        replaced all the same."""
+        try:
+            delegation.bound_rotate(bound, record, self._live.current.policy)
+        except Refused as refused:
+            self._audit.write(
+                "token.rotate",
+                actor=actor_id,
+                target=record.id,
+                client=client,
+                details={"secret_withheld": "the token changed beyond the caller's reach"},
+            )
+            raise Refused(
+                refused.code,
+                f"{refused.message} (The token changed during the rotation: its old secret "
+                "was replaced, and the new one is not shown.)",
+            ) from None
+
+    async def delete(self, *, actor: Actor, client: str | None, token_id: str) -> None:
+        """Delete a token; it stops working at once on this instance. Never bounded: any
+        token that may write can revoke any token."""
+        actor_id, _ = _who(actor)
         if not is_token_id(token_id):
             raise _not_found(token_id)
         old_digest = await self._store.delete(token_id)
         if old_digest is None:
             raise _not_found(token_id)
         self._cache.invalidate(digest=old_digest, token_id=token_id)
-        self._audit.write("token.delete", actor=actor, target=token_id, client=client)
+        self._audit.write("token.delete", actor=actor_id, target=token_id, client=client)

@@ -34,17 +34,22 @@ def _no_store(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
 
 
-async def authorize(request: web.Request, *, write: bool) -> tuple[str, str]:
-    """(actor token id, client address) of an admin token allowed to make this call."""
+async def authorize(request: web.Request, *, write: bool) -> tuple[TokenRecord, str]:
+    """(the calling token's record, client address) of an admin token allowed to make
+    this call; the record is the actor that TokenService bounds (what it may hand on)."""
     runtime = request.app[RUNTIME]
     config = runtime.live.current
-    ip = client_ip(request.headers.get("X-Real-IP"), peer_address(request), config.trusted_proxies)
+    peer = peer_address(request)
+    ip = client_ip(request.headers.get("X-Real-IP"), peer, config.admin_trusted_proxies)
     if isinstance(ip, Rejected):
         raise ApiError("forbidden", ip.detail)
     secret = bearer_secret(request)
     if isinstance(secret, Reason):
         raise ApiError("unauthorized", "An admin token is required: Authorization: Bearer <token>.")
-    record = await runtime.service.lookup(runtime.service.digest(secret))
+    # the same bounded lookup as /auth: a flood of made-up admin tokens costs the store
+    # no more than one of made-up API tokens
+    token_digest = runtime.service.digest(secret)
+    record = runtime.cache.get(token_digest) or await runtime.lookups.find(token_digest)
     if record is None:
         raise ApiError("unauthorized", "The supplied authentication is invalid.")
     reason = admin_access(record, ip, config, runtime.clock(), write=write)
@@ -60,7 +65,7 @@ async def authorize(request: web.Request, *, write: bool) -> tuple[str, str]:
     if reason is not Reason.OK:
         needed = "ManageOrganizationTokens" if write else "ViewOrganizationTokens"
         raise ApiError("forbidden", f"The admin token lacks the {needed} permission.")
-    return record.id, str(ip)
+    return record, str(ip)
 
 
 async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -208,6 +213,12 @@ async def list_tokens(request: web.Request) -> web.Response:
     return _no_store({"total": total, "tokens": [token_json(r, runtime) for r in records]})
 
 
+async def get_self(request: web.Request) -> web.Response:
+    """The calling token's own object: the page offers only what this token can grant."""
+    record, _ = await authorize(request, write=False)
+    return _no_store(token_json(record, request.app[RUNTIME]))
+
+
 async def get_token(request: web.Request) -> web.Response:
     await authorize(request, write=False)
     runtime = request.app[RUNTIME]
@@ -296,3 +307,4 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{prefix}/permissions", list_permissions, allow_head=False)
     router.add_get(f"{prefix}/ip-filters", list_ip_filters, allow_head=False)
     router.add_get(f"{prefix}/policy", get_policy, allow_head=False)
+    router.add_get(f"{prefix}/self", get_self, allow_head=False)

@@ -4,20 +4,17 @@ plus ``"field"`` when one input (a body key or a query parameter) is at fault.""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from authsvc.rules.delegation import EXCEEDS_CALLER
 from authsvc.rules.policy import Refused
-from authsvc.rules.tokens import PREFIX
+from authsvc.rules.tokens import redact_secrets
 from authsvc.store import StoreUnavailable
 from authsvc.web.keys import RUNTIME
 
 log = logging.getLogger("authsvc.admin")
-# A whole secret or a truncated one (messages cut echoed input at 40 characters); no
-# human-chosen name has 20 base62 characters in a row after the prefix.
-_SECRET_LIKE = re.compile(re.escape(PREFIX) + "[0-9A-Za-z]{20,}")
 
 #: Status of every error code the admin API answers with.
 STATUS_BY_CODE: dict[str, int] = {
@@ -28,6 +25,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "forbidden": 403,
     "tokens_disabled": 403,
     "permission_updates_disabled": 403,
+    EXCEEDS_CALLER: 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "name_taken": 409,
@@ -64,6 +62,7 @@ FIELD_CODES = frozenset(
         "expiry_too_long",
         "ip_filter_enforced",
         "unknown_ip_filter",
+        EXCEEDS_CALLER,
     }
 )
 
@@ -79,10 +78,6 @@ class ApiError(Exception):
         self.field = field
 
 
-def _redact(text: str) -> str:
-    return _SECRET_LIKE.sub("authsvc_[redacted]", text)
-
-
 def error_response(code: str, message: str, field: str | None = None) -> web.Response:
     """The error shape with the status of ``code``, and ``field`` only when one input is
     at fault. The message may echo request input (a permission or token name), and the
@@ -90,9 +85,9 @@ def error_response(code: str, message: str, field: str | None = None) -> web.Res
     short, is redacted in both, so a token pasted into the wrong place does not come back
     in the body."""
     status = STATUS_BY_CODE[code]
-    error = {"code": code, "message": _redact(message)}
+    error = {"code": code, "message": redact_secrets(message)}
     if field is not None:
-        error["field"] = _redact(field)
+        error["field"] = redact_secrets(field)
     headers = {"Cache-Control": "no-store"}
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'

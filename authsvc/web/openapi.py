@@ -29,11 +29,28 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _REF_ERROR for status in (401, 403, 503, *statuses)}
 
 
+def _query(name: str, schema: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, **extra}
+
+
 def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"summary": summary, "security": [{"bearer": []}], "responses": responses, **extra}
 
 
+_POLICY_PROPERTIES: dict[str, Any] = {
+    "tokens_enabled": {"type": "boolean"},
+    "max_lifetime": _NULLABLE_STRING,
+    "max_lifetime_seconds": {"type": ["integer", "null"]},
+    "enforce_ip_filter": _NULLABLE_STRING,
+    "allow_permission_updates": {"type": "boolean"},
+}
 _TOKEN = {"$ref": "#/components/schemas/Token"}
+_BOUNDED = (
+    "Delegation bounds: the calling token hands on only what it holds (its permissions, "
+    "ManageOrganizationTokens including ViewOrganizationTokens; an expiry no later than "
+    "its own; its own IP filter unless the policy enforces one); beyond that, 403 "
+    "exceeds_caller. The policy's 422 rules are checked first."
+)
 _TOKEN_WITH_SECRET = {"$ref": "#/components/schemas/TokenWithSecret"}
 
 PATHS: dict[str, Any] = {
@@ -41,6 +58,7 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Create a token (the secret is in the response, once)",
             {"201": _json(_TOKEN_WITH_SECRET, "Created"), **_errors(400, 409, 413, 422)},
+            description=_BOUNDED,
             requestBody={
                 "required": True,
                 "content": {
@@ -65,32 +83,15 @@ PATHS: dict[str, Any] = {
                 **_errors(400),
             },
             parameters=[
-                {
-                    "name": "name",
-                    "in": "query",
-                    "schema": {"type": "string", "maxLength": 100},
-                    "description": "case-insensitive substring of the name",
-                },
-                {
-                    "name": "sort",
-                    "in": "query",
-                    "schema": {"enum": ["name", "expires_at"], "default": "name"},
-                },
-                {
-                    "name": "order",
-                    "in": "query",
-                    "schema": {"enum": ["asc", "desc"], "default": "asc"},
-                },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
-                },
-                {
-                    "name": "offset",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 0, "default": 0},
-                },
+                _query(
+                    "name",
+                    {"type": "string", "maxLength": 100},
+                    description="case-insensitive substring of the name",
+                ),
+                _query("sort", {"enum": ["name", "expires_at"], "default": "name"}),
+                _query("order", {"enum": ["asc", "desc"], "default": "asc"}),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
+                _query("offset", {"type": "integer", "minimum": 0, "default": 0}),
             ],
         ),
     },
@@ -100,6 +101,7 @@ PATHS: dict[str, Any] = {
         "patch": _op(
             "Replace a token's permissions (effective at once)",
             {"200": _json(_TOKEN, "The updated token"), **_errors(400, 404, 413, 422)},
+            description=_BOUNDED,
             requestBody={
                 "required": True,
                 "content": {
@@ -130,6 +132,7 @@ PATHS: dict[str, Any] = {
         "post": _op(
             "Issue a new secret; the old one stops working at once",
             {"200": _json(_TOKEN_WITH_SECRET, "The token and its new secret"), **_errors(404)},
+            description=_BOUNDED,
         ),
     },
     "/admin/v1/permissions": {
@@ -184,25 +187,20 @@ PATHS: dict[str, Any] = {
                 "200": _json(
                     {
                         "type": "object",
-                        "required": [
-                            "tokens_enabled",
-                            "max_lifetime",
-                            "max_lifetime_seconds",
-                            "enforce_ip_filter",
-                            "allow_permission_updates",
-                        ],
-                        "properties": {
-                            "tokens_enabled": {"type": "boolean"},
-                            "max_lifetime": _NULLABLE_STRING,
-                            "max_lifetime_seconds": {"type": ["integer", "null"]},
-                            "enforce_ip_filter": _NULLABLE_STRING,
-                            "allow_permission_updates": {"type": "boolean"},
-                        },
+                        "required": list(_POLICY_PROPERTIES),
+                        "properties": _POLICY_PROPERTIES,
                     },
                     "The policy",
                 ),
                 **_errors(),
             },
+        ),
+    },
+    "/admin/v1/self": {
+        "get": _op(
+            "The calling token itself (an addition to the contract: the token page offers "
+            "only what this token can grant)",
+            {"200": _json(_TOKEN, "The calling token"), **_errors()},
         ),
     },
     "/admin/v1/openapi.json": {

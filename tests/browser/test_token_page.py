@@ -50,10 +50,15 @@ SHOWCASE_PERMISSIONS = {
 }
 
 
+#: What the admin token of these tests holds: Manage and the whole test catalog, so that
+#: it may hand on every permission (the server's delegation bounds).
+GRANTING = (MANAGE, "Reader", "Writer")
+
+
 @pytest.fixture
 def admin_secret(server: PageServer) -> str:
-    """A ManageOrganizationTokens token to sign in with."""
-    return server.mint(MANAGE, name="admin console")[1]
+    """A ManageOrganizationTokens token, holding every catalog permission, to sign in with."""
+    return server.mint(*GRANTING, name="admin console")[1]
 
 
 def sign_in(page: Page, server: PageServer, secret: str) -> None:
@@ -314,7 +319,7 @@ class TestCreate:
         checked before sending) and bounded (by the server, whose refusal is shown at the
         expiry field), there is no 'Never', and the enforced filter is shown read-only."""
         server = serve(security_policy={"max_lifetime": "7d", "enforce_ip_filter": "localhost"})
-        _, admin = server.mint(MANAGE, name="admin console", expires_in="7d")
+        _, admin = server.mint(*GRANTING, name="admin console", expires_in="7d")
         sent = create_requests(page)
         sign_in(page, server, admin)
         expect(page.locator("#policy-summary")).to_contain_text(
@@ -508,7 +513,7 @@ class TestDetails:
     ) -> None:
         """allow_permission_updates: false: the boxes are disabled and there is no Save."""
         server = serve(security_policy={"allow_permission_updates": False})
-        _, admin = server.mint(MANAGE, name="admin console")
+        _, admin = server.mint(*GRANTING, name="admin console")
         server.mint("Reader", name="fixed")
         sign_in(page, server, admin)
         page.get_by_role("button", name="fixed", exact=True).click()
@@ -705,7 +710,9 @@ class TestScreenshots:
             ip_filters={"office": "allow 10.0.0.0/8\ndeny all\n", "vpn": "allow 172.16.0.0/12\n"},
             security_policy={"max_lifetime": "90d"},
         )
-        _, admin = server.mint(MANAGE, name="admin console", expires_in="90d")
+        _, admin = server.mint(
+            MANAGE, *SHOWCASE_PERMISSIONS, name="admin console", expires_in="90d"
+        )
         server.clock.advance(-100 * 86400)
         server.mint(VIEW, name="audit export (2024)", expires_in="30d")
         server.clock.advance(100 * 86400 - 20 * 86400)

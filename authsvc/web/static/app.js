@@ -5,7 +5,9 @@
 //   textContent or a form control's value, never as markup;
 // - the admin token lives in this tab's sessionStorage and the Authorization header only:
 //   never in the URL, a cookie or localStorage;
-// - no inline script or style: the Content-Security-Policy forbids both.
+// - no inline script or style: the Content-Security-Policy forbids both;
+// - the forms offer only what the signed-in token can hand on (the server's delegation
+//   bounds); the server stays the authority, the page only narrows the choices.
 
 const STORAGE_KEY = "authsvc.adminToken";
 const API = "/admin/v1";
@@ -14,6 +16,8 @@ const UNIT_WORDS = { m: ["minute", "minutes"], h: ["hour", "hours"], d: ["day", 
 const STATUSES = new Set(["active", "expired", "blocked"]);
 const DEFAULT_EXPIRY_SECONDS = 30 * 86400;
 const FILTER_DELAY_MS = 250;
+const MANAGE = "ManageOrganizationTokens";
+const VIEW = "ViewOrganizationTokens";
 
 const DATE_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
 const RELATIVE = new Intl.RelativeTimeFormat(undefined, { numeric: "always" });
@@ -22,6 +26,7 @@ const $ = (id) => document.getElementById(id);
 
 const state = {
   token: null,
+  self: null, // the signed-in token's own object (GET /self)
   policy: null,
   permissions: [],
   ipFilters: [],
@@ -182,15 +187,18 @@ function closeDialog(dialog) {
 // Signing in and out
 
 async function loadConfiguration() {
-  const [policy, permissions, ipFilters] = await Promise.all([
+  const [policy, permissions, ipFilters, self] = await Promise.all([
     api("GET", "/policy"),
     api("GET", "/permissions"),
     api("GET", "/ip-filters"),
+    api("GET", "/self"),
   ]);
   state.policy = policy;
   state.permissions = permissions;
   state.ipFilters = ipFilters;
+  state.self = self;
   renderPolicySummary();
+  $("add-token").hidden = !canWrite();
 }
 
 async function signIn(token) {
@@ -221,6 +229,7 @@ function signOut(reason) {
   }
   sessionStorage.removeItem(STORAGE_KEY);
   state.token = null;
+  state.self = null;
   state.policy = null;
   state.details = null;
   $("token-rows").replaceChildren();
@@ -241,6 +250,57 @@ function reportFailure(failure) {
     return;
   }
   showMessage($("banner"), describeFailure(failure));
+}
+
+// ---------------------------------------------------------------------------------------
+// What the signed-in token can hand on (the server's delegation bounds, mirrored)
+
+function canWrite() {
+  return state.self.permissions.includes(MANAGE);
+}
+
+/** The permissions it holds, ManageOrganizationTokens including View. */
+function grantable() {
+  const held = new Set(state.self.permissions);
+  if (held.has(MANAGE)) {
+    held.add(VIEW);
+  }
+  return held;
+}
+
+/** Its own expiry (ms), or null; the policy's maximum lifetime bounds every token alike
+ * and is not part of this bound. */
+function ownExpiry() {
+  return state.self.expires_at ? Date.parse(state.self.expires_at) : null;
+}
+
+/** The IP filter every token it hands out gets: its own, unless the policy enforces one. */
+function inheritedFilter() {
+  return state.policy.enforce_ip_filter ? null : state.self.ip_filter;
+}
+
+/** The permissions of `token` it does not hold (then it cannot change the token). */
+function notGrantable(token) {
+  const held = grantable();
+  return token.permissions.filter((name) => !held.has(name));
+}
+
+/** Why it cannot reset the secret of `token` (as if creating it: permissions, expiry,
+ * filter), or null when it can. */
+function beyondReach(token) {
+  const missing = notGrantable(token);
+  if (missing.length > 0) {
+    return `this token holds ${missing.join(", ")}, which yours does not`;
+  }
+  const own = ownExpiry();
+  if (own !== null && (!token.expires_at || Date.parse(token.expires_at) > own)) {
+    return "this token would outlive yours";
+  }
+  const inherited = inheritedFilter();
+  if (inherited && token.ip_filter !== inherited) {
+    return `this token is not limited to your token's IP filter “${inherited}”`;
+  }
+  return null;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -494,17 +554,26 @@ function defaultExpiry(maxSeconds) {
 function renderCreateForm() {
   const policy = state.policy;
   $("new-name").value = "";
+  const held = grantable();
+  const offered = state.permissions.filter((p) => held.has(p.name));
   $("new-permissions").replaceChildren(
-    ...state.permissions.map((p, i) => permissionChoice(p, "new-perm", i, false, false)),
+    ...offered.map((p, i) => permissionChoice(p, "new-perm", i, false, false)),
   );
+  $("new-permissions-hint").textContent = offered.length < state.permissions.length
+    ? "Only the permissions your token holds can be granted."
+    : "";
 
-  const enforced = policy.enforce_ip_filter;
-  $("ip-filter-choice").hidden = Boolean(enforced);
-  $("ip-filter-enforced").hidden = !enforced;
+  // A fixed filter: the policy's, or else the one this token passes on to its tokens.
+  const fixed = policy.enforce_ip_filter || inheritedFilter();
+  $("ip-filter-choice").hidden = Boolean(fixed);
+  $("ip-filter-enforced").hidden = !fixed;
   const select = $("new-ip-filter");
-  if (enforced) {
-    $("enforced-ip-filter").value = enforced;
-    $("enforced-ip-filter-rules").textContent = filterRules(enforced);
+  if (fixed) {
+    $("enforced-ip-filter-label").textContent = policy.enforce_ip_filter
+      ? "IP filter (enforced by the security policy)"
+      : "IP filter (your token's own: tokens it creates get it)";
+    $("enforced-ip-filter").value = fixed;
+    $("enforced-ip-filter-rules").textContent = filterRules(fixed);
     select.replaceChildren();
   } else {
     const none = element("option", "", "None: any address");
@@ -519,27 +588,50 @@ function renderCreateForm() {
     $("new-ip-filter-rules").textContent = "";
   }
 
-  const max = policy.max_lifetime_seconds;
+  const max = maxExpirySeconds();
   const initial = defaultExpiry(max);
   $("new-expiry-amount").value = String(initial.amount);
   $("new-expiry-unit").value = initial.unit;
-  $("new-expiry-amount").required = Boolean(max);
-  $("no-expiry-choice").hidden = Boolean(max);
+  $("new-expiry-amount").required = expiryRequired();
+  $("no-expiry-choice").hidden = expiryRequired();
   $("new-no-expiry").checked = false;
   updateExpiryHint();
 }
 
+/** An expiry is required by the policy's maximum lifetime or by the token's own expiry. */
+function expiryRequired() {
+  return Boolean(state.policy.max_lifetime_seconds) || ownExpiry() !== null;
+}
+
+/** The longest expiry on offer (seconds), or null: the policy's maximum lifetime and
+ * the time the signed-in token has left, whichever is shorter. */
+function maxExpirySeconds() {
+  const limits = [];
+  if (state.policy.max_lifetime_seconds) {
+    limits.push(state.policy.max_lifetime_seconds);
+  }
+  const own = ownExpiry();
+  if (own !== null) {
+    limits.push(Math.max(60, Math.floor((own - Date.now()) / 1000)));
+  }
+  return limits.length > 0 ? Math.min(...limits) : null;
+}
+
 function updateExpiryHint() {
   const policy = state.policy;
-  const never = !policy.max_lifetime_seconds && $("new-no-expiry").checked;
+  const never = !expiryRequired() && $("new-no-expiry").checked;
   $("new-expiry-amount").disabled = never;
   $("new-expiry-unit").disabled = never;
   const parts = [];
   if (policy.max_lifetime_seconds) {
     parts.push(`Required by the security policy: at most ${policy.max_lifetime} `
       + `(${durationText(policy.max_lifetime_seconds)}).`);
-  } else {
+  } else if (ownExpiry() === null) {
     parts.push("Optional: the security policy sets no maximum lifetime.");
+  }
+  const own = ownExpiry();
+  if (own !== null) {
+    parts.push(`Your token expires on ${formatDate(own)}: the new token must expire by then.`);
   }
   const seconds = expirySeconds();
   if (never) {
@@ -573,18 +665,19 @@ function createBody() {
     errors.permissions = "Choose at least one permission.";
   }
   let expiresIn = null;
-  const never = !policy.max_lifetime_seconds && $("new-no-expiry").checked;
+  const never = !expiryRequired() && $("new-no-expiry").checked;
   if (!never) {
     const seconds = expirySeconds();
     if (seconds === null) {
-      errors.expires_in = policy.max_lifetime_seconds
+      errors.expires_in = expiryRequired()
         ? "An expiry is required: enter a whole number, 1 or more."
         : "Enter a whole number, 1 or more, or tick “Never expires”.";
     } else {
       expiresIn = `${$("new-expiry-amount").value.trim()}${$("new-expiry-unit").value}`;
     }
   }
-  const ipFilter = policy.enforce_ip_filter ? null : $("new-ip-filter").value || null;
+  const fixed = policy.enforce_ip_filter || inheritedFilter();
+  const ipFilter = fixed ? null : $("new-ip-filter").value || null;
   const fields = Object.keys(errors);
   for (const field of fields) {
     const parts = createFieldParts(field);
@@ -594,7 +687,7 @@ function createBody() {
     createFieldParts(fields[0]).controls[0]?.focus();
     return null;
   }
-  // The enforced filter is applied by the server; sending null is always accepted.
+  // A fixed filter (enforced, or the signed-in token's own) is applied by the server.
   return { name, permissions, expires_in: expiresIn, ip_filter: ipFilter };
 }
 
@@ -737,21 +830,36 @@ function renderDetails(token) {
     ? element("span", "", "Never")
     : timeElement(used, `${formatDate(used)}${from}`));
 
-  const editable = policy.allow_permission_updates;
+  // Only a token within the signed-in token's permissions can be changed, and only to
+  // permissions it holds; anything else is shown, never offered.
+  const missing = notGrantable(token);
+  const editable = policy.allow_permission_updates && canWrite() && missing.length === 0;
+  const mine = grantable();
   const held = new Set(token.permissions);
   const catalog = state.permissions.map((p) => p.name);
   const choices = state.permissions.map((p, i) => (
-    permissionChoice(p, "detail-perm", i, held.has(p.name), !editable)));
+    permissionChoice(p, "detail-perm", i, held.has(p.name), !editable || !mine.has(p.name))));
   token.permissions.filter((name) => !catalog.includes(name)).forEach((name, i) => {
     const gone = { name, description: "No longer in the catalog: grants nothing", endpoints: [] };
     choices.push(permissionChoice(gone, "detail-perm-gone", i, true, !editable));
   });
   $("details-permissions").replaceChildren(...choices);
-  $("details-permissions-hint").textContent = editable
-    ? "Changes take effect at once."
-    : "The security policy does not allow changing permissions after creation.";
+  let hint = "Changes take effect at once. Only the permissions your token holds can be granted.";
+  if (!policy.allow_permission_updates) {
+    hint = "The security policy does not allow changing permissions after creation.";
+  } else if (!canWrite()) {
+    hint = "Your token may only look (it lacks ManageOrganizationTokens).";
+  } else if (missing.length > 0) {
+    hint = `Your token cannot change this token: it holds ${missing.join(", ")}, which yours does not.`;
+  }
+  $("details-permissions-hint").textContent = hint;
   $("save-permissions").hidden = !editable;
   setFieldError($("details-permissions-error"), [], "");
+
+  const beyond = canWrite() ? beyondReach(token) : "your token may only look";
+  $("reset-secret").disabled = beyond !== null;
+  showMessage($("reset-secret-hint"), beyond && `Your token cannot reset this secret: ${beyond}.`);
+  $("delete-token").hidden = !canWrite();
 }
 
 async function openDetails(tokenId) {

@@ -1,0 +1,86 @@
+"""The ``authsvc`` command line's arguments (docs/cli.md): the parser alone, so that the
+commands in :mod:`authsvc.cli` read as what they do."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG = "config/authsvc.yaml"
+
+#: ``--permission P`` of ``token create`` and ``token update``: repeat for several.
+_PERMISSION: dict[str, Any] = {
+    "action": "append",
+    "dest": "permissions",
+    "metavar": "PERMISSION",
+    "help": "repeat for several permissions",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of docs/cli.md; usage errors exit with status 2."""
+    parser = argparse.ArgumentParser(
+        prog="authsvc",
+        description="Organization API tokens for APIs behind nginx auth_request.",
+        epilog="Reference: docs/cli.md in the authsvc repository.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"configuration file (default: $AUTHSVC_CONFIG or {DEFAULT_CONFIG})",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the auth and admin listeners")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="processes sharing the listening sockets (default 1)",
+    )
+    commands.add_parser(
+        "migrate", help="create or upgrade the store's schema (serve also does it at start-up)"
+    )
+
+    token = commands.add_parser("token", help="manage tokens directly in the store")
+    actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="issue a token and print its secret once")
+    create.add_argument("--name", required=True)
+    granted = create.add_mutually_exclusive_group(required=True)
+    granted.add_argument("--permission", **_PERMISSION)
+    granted.add_argument(
+        "--all-permissions",
+        action="store_true",
+        help="every permission of the catalog and both admin ones, as they are now "
+        "(permissions added later are not included); for the first admin token",
+    )
+    create.add_argument("--expires-in", help="lifetime from now: 30m, 12h, 90d")
+    create.add_argument("--ip-filter", help="name of an IP filter from the configuration")
+    create.add_argument("--json", action="store_true", help="print a JSON object")
+    listing = actions.add_parser("list", help="list tokens")
+    listing.add_argument("--json", action="store_true")
+    for name, text in (("show", "show one token"), ("rotate", "issue a new secret")):
+        sub = actions.add_parser(name, help=text)
+        sub.add_argument("id")
+        sub.add_argument("--json", action="store_true")
+    update = actions.add_parser(
+        "update", help="replace a token's permissions (if the policy allows permission updates)"
+    )
+    update.add_argument("id")
+    update.add_argument("--permission", required=True, **_PERMISSION)
+    update.add_argument("--json", action="store_true")
+    actions.add_parser("delete", help="delete a token").add_argument("id")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
+    config_actions.add_parser(
+        "check", help="validate the file and list tokens its policy would refuse"
+    )
+    return parser
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1 to 64")
+    return int(text)
