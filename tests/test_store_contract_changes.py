@@ -29,23 +29,26 @@ class TestChangeLog:
     """The change sequence other processes poll to invalidate their caches."""
 
     async def test_changes_are_logged_with_digests(self, new_store: StoreFactory) -> None:
-        """update, rotate and delete each log the digest a cache may hold; insert logs nothing."""
+        """insert logs the new digest (other instances learn the token exists); update,
+        rotate and delete log the digest a cache may hold, rotate the new one as well."""
         writer, poller = await opened(new_store)
         start = await poller.latest_change()
         one, two = await add(writer, "one"), await add(writer, "two")
-        assert await poller.changes_since(start) == (start, [])
+        created, changes = await poller.changes_since(start)
+        assert [digest for digest, _ in changes] == [digest_for("one"), digest_for("two")]
         await writer.update_permissions(one.id, frozenset({"New"}))
         await writer.replace_digest(two.id, digest_for("two rotated"))
         await writer.delete(two.id)
         await writer.delete(two.id)  # no such token any more: nothing to log
-        high, changes = await poller.changes_since(start)
+        high, changes = await poller.changes_since(created)
         assert [digest for digest, _ in changes] == [
             digest_for("one"),
             digest_for("two"),
             digest_for("two rotated"),
         ]
         assert all(abs(changed_at - time.time()) < 60 for _, changed_at in changes)
-        assert high == await poller.latest_change() == start + 3
+        # one entry each: two inserts, the update, the rotation's two digests, the delete
+        assert high == await poller.latest_change() == start + 6
         assert await poller.changes_since(high) == (high, [])
         await asyncio.gather(writer.close(), poller.close())
 
@@ -95,15 +98,17 @@ class TestListen:
         await other.update_permissions(token.id, frozenset({"More"}))
         await other.replace_digest(token.id, digest_for("rotated"))
         await other.delete(token.id)
-        expected = [digest_for("watched"), digest_for("watched"), digest_for("rotated")]
+        watched, rotated = digest_for("watched"), digest_for("rotated")
+        # insert, update, rotation (old and new digest), delete
+        expected = [watched, watched, watched, rotated, rotated]
         if backend.pushes:
-            await within(HANG, lambda: len(heard.calls) >= 3, "three notifications")
+            await within(HANG, lambda: len(heard.calls) >= 5, "five notifications")
         else:
             await asyncio.sleep(0.2)  # time enough for a push that must not come
         assert heard.calls == (expected if backend.pushes else [])
         assert all(t is not None and abs(t - time.time()) < 60 for t in heard.times)
         _, logged = await listener.changes_since(start)
-        assert [digest for digest, _ in logged] == [digest_for("watched"), digest_for("rotated")]
+        assert [digest for digest, _ in logged] == [watched, rotated]
         await asyncio.gather(listener.close(), other.close())
 
     async def test_close_stops_listening(self, store: TokenStore) -> None:

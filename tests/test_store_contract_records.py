@@ -156,13 +156,17 @@ class TestChanges:
     async def test_failed_write_is_rolled_back(self, store: TokenStore, backend: Backend) -> None:
         """When the last step of a change (its change-log entry) fails, none of it is kept."""
         token = await add(store, "atomic")
+        logged = await store.latest_change()
         error = await backend.refuse_change_log()
         with pytest.raises(error):
             await store.update_permissions(token.id, frozenset({"Everything"}))
         with pytest.raises(error):
             await store.delete(token.id)
+        with pytest.raises(error):
+            await add(store, "never")
         assert await store.get(token.id) == token
-        assert await store.latest_change() == 0
+        assert await store.latest_change() == logged
+        assert [record.name for record in await store.all_tokens()] == ["atomic"]
 
 
 class TestRecordUsage:
@@ -263,3 +267,22 @@ class TestKill9:
         assert child.returncode == -signal.SIGKILL
         assert set(printed) <= asyncio.run(stored_ids(store_url))
         assert len(printed) >= 200
+
+
+class TestDigestPrefixes:
+    """digest_prefixes: the compact, sorted set of which tokens exist."""
+
+    async def test_empty_store(self, store: TokenStore) -> None:
+        """A store without tokens has no prefixes."""
+        assert await store.digest_prefixes() == b""
+
+    async def test_follows_inserts_rotations_and_deletes(self, store: TokenStore) -> None:
+        """The first 8 bytes of every current digest, ascending, one entry per token."""
+        tokens = [await add(store, f"token {i}") for i in range(40)]
+        live = {token.id: digest_for(token.name) for token in tokens}
+        await store.replace_digest(tokens[0].id, digest_for("rotated"))
+        live[tokens[0].id] = digest_for("rotated")
+        await store.delete(tokens[1].id)
+        del live[tokens[1].id]
+        expected = b"".join(sorted(digest[:8] for digest in live.values()))
+        assert await store.digest_prefixes() == expected

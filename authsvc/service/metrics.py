@@ -31,6 +31,24 @@ class Metrics:
         )
         self.cache_hits = Counter("authsvc_cache_hits", "Token record cache hits", registry=r)
         self.cache_misses = Counter("authsvc_cache_misses", "Token record cache misses", registry=r)
+        self.store_lookups = Counter(
+            "authsvc_store_lookups",
+            "Token lookups in the store after a cache miss, by whether the token exists",
+            ["result"],
+            registry=r,
+        )
+        for result in ("found", "not_found"):
+            self.store_lookups.labels(result=result)  # both series from the start
+        self.unknown_lookups_skipped = Counter(
+            "authsvc_unknown_lookups_skipped",
+            "Unknown tokens answered 401 without a store lookup (the budget was spent)",
+            registry=r,
+        )
+        self.known_tokens = Gauge(
+            "authsvc_known_tokens",
+            "Tokens this instance knows to exist (their lookups are never refused)",
+            registry=r,
+        )
         self.store_errors = Counter(
             "authsvc_store_errors", "Store operations that failed", ["operation"], registry=r
         )

@@ -19,6 +19,7 @@ from contextlib import suppress
 
 from authsvc.service.background import Background
 from authsvc.service.cache import RecordCache
+from authsvc.service.lookups import KnownDigests
 from authsvc.service.metrics import Metrics
 from authsvc.store import ChangesPruned, StoreError, TokenStore
 
@@ -28,12 +29,14 @@ POLL_INTERVAL = 0.25
 
 
 class ChangeFeed:
-    """Invalidates cache entries for changes committed by anyone sharing the store."""
+    """Invalidates cache entries for changes committed by anyone sharing the store, and
+    keeps the set of existing tokens current (every insert and rotation is a change too)."""
 
     def __init__(
         self,
         store: TokenStore,
         cache: RecordCache,
+        known: KnownDigests,
         metrics: Metrics,
         clock: Callable[[], float],
         *,
@@ -41,6 +44,11 @@ class ChangeFeed:
     ) -> None:
         self._store = store
         self._cache = cache
+        self._known = known
+        # set when the set of known tokens must be read whole: at start, and after changes
+        # may have been missed; the poll loop's next tick reads it, so start-up does not wait
+        # (until the first read every token counts as known: see service.lookups)
+        self._known_stale = True
         self._metrics = metrics
         self._clock = clock
         self._interval = poll_interval
@@ -50,6 +58,8 @@ class ChangeFeed:
     async def start(self) -> None:
         """Begin following changes (before the cache fills)."""
         self._seq = await self._store.latest_change()
+        # the set of known tokens is read after the mark and the listener (by the poll loop's
+        # first tick): a token created meanwhile is in the set or in a change after the mark
         await self._store.listen(self.changed)
         self._loop.start()
 
@@ -61,8 +71,11 @@ class ChangeFeed:
         if digest is None:
             self._cache.clear()
             self._metrics.cache_drops.inc()
+            self._known_stale = True
             return
         self._cache.invalidate(digest=digest)
+        self._known.add(digest)  # maybe a new token; a deleted one is forgotten on its lookup
+        self._metrics.known_tokens.set(len(self._known))
         if changed_at is not None:
             delay = max(0.0, self._clock() - changed_at)
             self._metrics.propagation_delay.observe(delay)
@@ -71,6 +84,8 @@ class ChangeFeed:
         store = self._store
         while True:
             await asyncio.sleep(self._interval)
+            if self._known_stale:
+                await self._load_known()
             try:
                 if store.listening:
                     # Notifications cover this; only keep the mark current, so that if the
@@ -91,3 +106,14 @@ class ChangeFeed:
             for digest, changed_at in changes:
                 self.changed(digest, changed_at)
             self._seq = high
+
+    async def _load_known(self) -> None:
+        """Read the whole set of existing tokens again; on failure, try at the next tick
+        (meanwhile the old set, or before the first load none, stays in force)."""
+        try:
+            self._known.replace(await self._store.digest_prefixes())
+        except Exception as error:  # whatever it is, the change feed itself must go on
+            log.warning("could not read the set of existing tokens: %s", error)
+            return
+        self._known_stale = False
+        self._metrics.known_tokens.set(len(self._known))

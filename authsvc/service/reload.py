@@ -24,6 +24,7 @@ from authsvc.service.audit import AuditLog
 from authsvc.service.background import Background
 from authsvc.service.cache import RecordCache
 from authsvc.service.live import LiveConfig
+from authsvc.service.lookups import LookupBudget
 from authsvc.service.metrics import Metrics
 
 log = logging.getLogger("authsvc.reload")
@@ -51,6 +52,7 @@ class ConfigReloader:
         live: LiveConfig,
         cache: RecordCache,
         audit: AuditLog,
+        budget: LookupBudget,
         metrics: Metrics,
         clock: Callable[[], float],
         interval: float = 0.2,
@@ -60,6 +62,7 @@ class ConfigReloader:
         self._live = live
         self._cache = cache
         self._audit = audit
+        self._budget = budget
         self._metrics = metrics
         self._clock = clock
         self._interval = interval
@@ -91,6 +94,7 @@ class ConfigReloader:
             log.warning("configuration key %r changed: it takes effect after a restart", key)
         new = keep_restart_keys(old, loaded)
         self._cache.resize(new.cache.max_entries, new.cache.ttl)
+        self._budget.resize(new.cache.unknown_lookups_per_second)
         live.current = new
         live.last_error = None
         self._metrics.config_loaded(self._clock())

@@ -14,6 +14,7 @@ from authsvc.config import Config
 from authsvc.service.audit import AuditLog
 from authsvc.service.cache import RecordCache
 from authsvc.service.live import LiveConfig
+from authsvc.service.lookups import KnownDigests, LookupBudget, TokenLookups
 from authsvc.service.metrics import Metrics
 from authsvc.service.propagation import POLL_INTERVAL, ChangeFeed
 from authsvc.service.reload import ConfigReloader
@@ -32,6 +33,7 @@ class Runtime:
     cache: RecordCache
     audit: AuditLog
     service: TokenService
+    lookups: TokenLookups
     metrics: Metrics
     usage: UsageRecorder
     clock: Callable[[], float]
@@ -59,12 +61,22 @@ class Runtime:
         service = TokenService(store, live, cache, audit, key=key, clock=clock)
         metrics = Metrics()
         metrics.config_loaded(clock())
-        return cls(live, store, cache, audit, service, metrics, UsageRecorder(store), clock)
+        # The set of existing tokens starts empty (every lookup then spends budget, and
+        # each one found joins the set); a change feed loads it whole when it starts.
+        budget = LookupBudget(config.cache.unknown_lookups_per_second, cache_timer)
+        lookups = TokenLookups(service, KnownDigests(), budget, metrics)
+        usage = UsageRecorder(store)
+        return cls(live, store, cache, audit, service, lookups, metrics, usage, clock)
 
     def change_feed(self, *, poll_interval: float = POLL_INTERVAL) -> ChangeFeed:
         """The feed that applies changes made elsewhere to this runtime's cache."""
         return ChangeFeed(
-            self.store, self.cache, self.metrics, self.clock, poll_interval=poll_interval
+            self.store,
+            self.cache,
+            self.lookups.known,
+            self.metrics,
+            self.clock,
+            poll_interval=poll_interval,
         )
 
     def reloader(self, path: Path, *, interval: float = 0.2, settle: float = 0.5) -> ConfigReloader:
@@ -74,6 +86,7 @@ class Runtime:
             live=self.live,
             cache=self.cache,
             audit=self.audit,
+            budget=self.lookups.budget,
             metrics=self.metrics,
             clock=self.clock,
             interval=interval,

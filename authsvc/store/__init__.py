@@ -106,11 +106,17 @@ class TokenStore(Protocol):
     async def list_tokens(self, query: ListQuery) -> tuple[int, list[TokenRecord]]:
         """(total matching, one page of records) for ``query``."""
 
+    async def digest_prefixes(self) -> bytes:
+        """The first 8 bytes of every stored digest, concatenated in ascending order: the
+        compact set of which tokens exist that an instance keeps in memory, so a flood of
+        unknown tokens need not reach the store (``service.lookups``)."""
+
     async def all_tokens(self) -> list[TokenRecord]:
         """Every token, ordered by name (for ``config check`` and the CLI listing)."""
 
     async def insert(self, record: TokenRecord, digest: bytes) -> None:
-        """Store a new token durably; raise NameTaken if the name is in use."""
+        """Store a new token durably and log its digest as a change (so other instances
+        learn that it exists); raise NameTaken if the name is in use."""
 
     async def update_permissions(
         self, token_id: str, permissions: frozenset[str]
@@ -120,7 +126,9 @@ class TokenStore(Protocol):
     async def replace_digest(
         self, token_id: str, digest: bytes
     ) -> tuple[bytes, TokenRecord] | None:
-        """Rotate: swap the stored digest; (old digest, record), or None if no such token."""
+        """Rotate: swap the stored digest and log both digests as changes (the old one
+        for caches, the new one for the set of existing tokens); (old digest, record), or
+        None if no such token."""
 
     async def delete(self, token_id: str) -> bytes | None:
         """Delete a token; its digest (for cache invalidation), or None if no such token."""

@@ -125,6 +125,7 @@ class AuthHandler:
         # Each part is bound once here: the hot path reaches through nothing.
         self._live = runtime.live
         self._service = runtime.service
+        self._lookups = runtime.lookups
         self._cache = runtime.cache
         self._metrics = runtime.metrics
         self._usage = runtime.usage
@@ -188,7 +189,7 @@ class AuthHandler:
         if record is None:
             self._metrics.cache_misses.inc()
             try:
-                record = await self._service.lookup(token_digest)
+                record = await self._lookups.find(token_digest)
             except StoreUnavailable as error:
                 self._metrics.store_errors.labels(operation="lookup").inc()
                 log.warning("store unavailable for a token lookup: %s", error)

@@ -152,6 +152,20 @@ class PostgresStore:
 
         return await self._db.run(body)
 
+    async def digest_prefixes(self) -> bytes:
+        """The first 8 bytes of every digest, in ascending order, as one value."""
+        # one bytea value, not a row per token: a million tokens arrive in one message
+        sql = (
+            "SELECT coalesce(string_agg(prefix, ''::bytea ORDER BY digest), ''::bytea) FROM"
+            " (SELECT digest, substring(digest || '\\x0000000000000000'::bytea FROM 1 FOR 8)"
+            " AS prefix FROM tokens) AS prefixes"
+        )
+
+        async def body(c: Connection) -> bytes:
+            return as_blob(await c.fetchval(sql))
+
+        return await self._db.run(body)
+
     async def all_tokens(self) -> list[TokenRecord]:
         """Every token, ordered by name."""
         sql = f"SELECT {COLUMNS} FROM tokens ORDER BY {order_by('name', 'asc', fold=_FOLD)}"  # noqa: S608 - constant
@@ -191,6 +205,7 @@ class PostgresStore:
                 if getattr(exc, "constraint_name", None) == _UNIQUE_NAME:
                     raise NameTaken(f"a token named {record.name!r} already exists") from None
                 raise
+            await self._log_change(c, record.id, digest)
 
         await self._db.write(body)
 
@@ -228,6 +243,7 @@ class PostgresStore:
                 digest,
             )
             await self._log_change(c, token_id, old)
+            await self._log_change(c, token_id, digest)
             return None if row is None else (old, record_of(row))
 
         return await self._db.write(body)

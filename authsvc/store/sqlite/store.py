@@ -186,6 +186,17 @@ class SQLiteStore:
         # one read transaction, so the total and the page come from the same snapshot
         return await self._run(lambda c: transaction(c, body, write=False))
 
+    async def digest_prefixes(self) -> bytes:
+        """The first 8 bytes of every digest, in ascending order (the unique index's)."""
+        # Built inside SQLite as one hex string: no Python object per token. An aggregate
+        # over an ordered subquery is not flattened, so it sees the rows in index order.
+        sql = (
+            "SELECT group_concat(substr(hex(substr(digest, 1, 8)) || '0000000000000000', 1, 16),"
+            " '')"
+            " FROM (SELECT digest FROM tokens ORDER BY digest)"
+        )
+        return await self._run(lambda c: bytes.fromhex(c.execute(sql).fetchone()[0] or ""))
+
     async def all_tokens(self) -> list[TokenRecord]:
         """Every token, ordered by name."""
         sql = f"SELECT {COLUMNS} FROM tokens ORDER BY {order_by('name', 'asc', fold=_FOLD)}"  # noqa: S608 - constant
@@ -217,6 +228,7 @@ class SQLiteStore:
                     digest,
                 ),
             )
+            self._log_change(c, record.id, digest)
 
         await self._run(lambda c: transaction(c, body))
 
@@ -249,6 +261,7 @@ class SQLiteStore:
                 return None
             c.execute("UPDATE tokens SET digest = ? WHERE id = ?", (digest, token_id))
             self._log_change(c, token_id, old)
+            self._log_change(c, token_id, digest)
             record = self._one(c, _SELECT_BY_ID, token_id)
             return None if record is None else (old, record)
 

@@ -1,0 +1,156 @@
+"""Store lookups on a cache miss, with a bounded cost for tokens that do not exist.
+
+The checksum of a secret is public, so anyone can send distinct well-formed tokens; each
+one not in the cache would cost a store lookup, and a flood of them would crowd out the
+lookups of real tokens (a small PostgreSQL pool, a 2 s deadline: 503s, which nginx turns
+into 500s). Two things bound that cost:
+
+- :class:`KnownDigests`: the set of tokens that exist, kept in memory as the first 8 bytes
+  of each digest (8 MB for a million tokens), loaded at start and kept current by the change
+  feed (every insert and rotation is logged with its digest). A lookup for a known digest is
+  never refused: real tokens keep working during a flood, cached or not.
+- :class:`LookupBudget`: a token bucket of ``cache.unknown_lookups_per_second`` lookups for
+  digests that are not known, refunded when the token turns out to exist (one created
+  elsewhere whose change has not arrived yet). Once it is spent, an unknown digest is
+  answered as unknown without asking the store.
+
+An attacker cannot aim at the known set: the digest is an HMAC under the instance's key.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable
+
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.metrics import Metrics
+from authsvc.service.token_service import TokenService
+
+PREFIX_BYTES = 8
+
+
+def _prefix(digest: bytes) -> int:
+    return int.from_bytes(digest[:PREFIX_BYTES].ljust(PREFIX_BYTES, b"\0"), "big")
+
+
+class KnownDigests:
+    """Which digests the store holds, by their first 8 bytes.
+
+    A sorted array from the store plus two small sets of later news: what was added, and
+    what the store said is gone. A digest the store no longer has may linger in the array
+    until its first lookup finds nothing (then it is forgotten), so a known deleted secret
+    costs at most one lookup without budget.
+    """
+
+    def __init__(self, prefixes: bytes | None = None) -> None:
+        self._sorted = array("Q")
+        self._added: set[int] = set()
+        self._gone: set[int] = set()
+        #: False until the first load: nothing can be called unknown before it.
+        self.loaded = False
+        if prefixes is not None:
+            self.replace(prefixes)
+
+    def replace(self, prefixes: bytes) -> None:
+        """Start again from the store's :meth:`~authsvc.store.TokenStore.digest_prefixes`."""
+        fresh = array("Q")
+        fresh.frombytes(prefixes)
+        if sys.byteorder == "little":
+            fresh.byteswap()  # the store's bytes are big-endian: keep their (sorted) order
+        self._sorted, self._added, self._gone = fresh, set(), set()
+        self.loaded = True
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._added) - len(self._gone)
+
+    def __contains__(self, digest: bytes) -> bool:
+        key = _prefix(digest)
+        if key in self._added:
+            return True
+        if key in self._gone:
+            return False
+        index = bisect_left(self._sorted, key)
+        return index < len(self._sorted) and self._sorted[index] == key
+
+    def add(self, digest: bytes) -> None:
+        key = _prefix(digest)
+        self._gone.discard(key)
+        self._added.add(key)
+
+    def forget(self, digest: bytes) -> None:
+        key = _prefix(digest)
+        self._added.discard(key)
+        self._gone.add(key)
+
+
+class LookupBudget:
+    """A token bucket: ``per_second`` lookups a second, at most one second's worth saved."""
+
+    def __init__(self, per_second: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._rate = float(per_second)
+        self._level = float(per_second)
+        self._at = clock()
+
+    def resize(self, per_second: int) -> None:
+        """Take a reloaded ``cache.unknown_lookups_per_second``."""
+        self._refill()
+        self._rate = float(per_second)
+        self._level = min(self._level, self._rate)
+
+    def take(self) -> bool:
+        """Spend one lookup if the budget allows it."""
+        self._refill()
+        if self._level < 1.0:
+            return False
+        self._level -= 1.0
+        return True
+
+    def refund(self) -> None:
+        """Give back a lookup that found a token."""
+        self._level = min(self._rate, self._level + 1.0)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._level = min(self._rate, self._level + (now - self._at) * self._rate)
+        self._at = now
+
+
+class TokenLookups:
+    """The record for a digest that missed the cache, at a bounded cost when unknown."""
+
+    def __init__(
+        self,
+        service: TokenService,
+        known: KnownDigests,
+        budget: LookupBudget,
+        metrics: Metrics,
+    ) -> None:
+        self.known = known
+        self.budget = budget
+        self._service = service
+        self._metrics = metrics
+
+    async def find(self, token_digest: bytes) -> TokenRecord | None:
+        """The record, or None when no such token exists or the budget for unknown digests
+        is spent. Raises StoreUnavailable like the store."""
+        # Until the set is loaded (the first second or so after start) every token counts
+        # as known: refusing real tokens would be worse than an unbounded start-up.
+        known = not self.known.loaded or token_digest in self.known
+        if not known and not self.budget.take():
+            self._metrics.unknown_lookups_skipped.inc()
+            return None
+        record = await self._service.lookup(token_digest)
+        if record is None:
+            self._metrics.store_lookups.labels(result="not_found").inc()
+            if known:
+                self.known.forget(token_digest)  # once: its next lookup spends budget
+            return None
+        self._metrics.store_lookups.labels(result="found").inc()
+        if not known:
+            self.budget.refund()
+            self.known.add(token_digest)
+        return record
