@@ -170,6 +170,18 @@ def compose(text: str, file: str) -> Node:
         ) from None
     except yaml.YAMLError as error:
         raise ConfigError([f"{file}: invalid YAML: {error}"]) from None
+    except RecursionError:  # the YAML parser recurses per nesting level
+        raise ConfigError([f"{file}: invalid YAML: nested too deeply"]) from None
     if root is None:
         raise ConfigError([f"{file}: {EMPTY_FILE}"])
+    if not text.endswith("\n"):
+        # An unfinished write ends mid-line (a CIDR /16 cut to /1 is valid and wider):
+        # a complete file ends with a line break, as every editor writes it.
+        line = text.count("\n") + 1
+        raise ConfigError(
+            [
+                f"{file}: line {line}: the file does not end with a line break; it may"
+                " have been cut short by an unfinished write (add a newline at the end)"
+            ]
+        )
     return root

@@ -23,7 +23,7 @@ from authsvc.config.model import (
     Permission,
     SecurityPolicy,
 )
-from authsvc.config.nodes import BOOL, STR, Fields, Reader, is_null, line_of, parse_bool
+from authsvc.config.nodes import BOOL, NULL, STR, Fields, Reader, is_null, line_of, parse_bool
 from authsvc.rules.durations import parse_duration
 from authsvc.rules.endpoints import EndpointTemplate, compile_template
 from authsvc.rules.ipfilter import IpFilter, IpFilterError, NetworkSet, compile_ip_filter
@@ -164,6 +164,12 @@ def read_policy(r: Reader, entry: Entry, filter_names: set[str]) -> SecurityPoli
                 if name not in fields:  # the line of `security_policy:`, where it belongs
                     r.error(f"security_policy.{name}", entry[0], f"is required: write {what}")
     key = "security_policy."
+    for name in ("max_lifetime", "enforce_ip_filter"):
+        # `max_lifetime:` with nothing after it is YAML's null, and also what a write cut
+        # short right after the colon leaves: unset must be written out as `null`.
+        value = fields.get(name, (None, None))[1]
+        if isinstance(value, ScalarNode) and value.tag == NULL and value.value == "":
+            r.error(key + name, value, "has no value: write null where it is unset")
     nulls = {name for name, (_, value) in fields.items() if is_null(value)}
     present = {name: value for name, value in fields.items() if name not in nulls}
     lifetime = r.get(

@@ -29,8 +29,9 @@ TOKEN_ID_PREFIX = "tok_"
 _TOKEN_ID_SHAPE = re.compile(r"\Atok_[0-9a-f]{16}\Z", re.ASCII)
 
 # A whole secret or a cut-short one: no human-chosen text has 20 base62 characters in a
-# row right after the prefix.
-_SECRET_LIKE = re.compile(re.escape(PREFIX) + "[0-9A-Za-z]{20,}", re.ASCII)
+# row right after the prefix. '_' is taken too, so that two secrets pasted back to back
+# ("authsvc_…authsvc_…") go as one: over-redacting a name is harmless, leaking is not.
+_SECRET_LIKE = re.compile(re.escape(PREFIX) + "[0-9A-Za-z_]{20,}", re.ASCII)
 REDACTED = PREFIX + "[redacted]"
 
 
