@@ -54,12 +54,23 @@ def new_secret() -> str:
     return body + checksum(body)
 
 
+def has_token_shape(secret: str) -> bool:
+    """True when ``secret`` has our prefix, length and alphabet (the checksum unchecked)."""
+    return len(secret) == SECRET_LENGTH and _SHAPE.match(secret) is not None
+
+
+def has_valid_checksum(secret: str) -> bool:
+    """True when the last characters of a token-shaped ``secret`` are its checksum."""
+    body = secret[:-CHECKSUM_LENGTH]
+    return hmac.compare_digest(checksum(body), secret[-CHECKSUM_LENGTH:])
+
+
 def is_well_formed(secret: str) -> bool:
     """True when ``secret`` has our prefix, length, alphabet and a correct checksum.
 
-    Pure string work: this runs before any cache or store lookup, so junk never costs I/O.
+    Pure string work: this runs before any store lookup, so junk never costs I/O.
     """
-    if len(secret) != SECRET_LENGTH or _SHAPE.match(secret) is None:
+    if not has_token_shape(secret):
         return False
     body = secret[:-CHECKSUM_LENGTH]
     return hmac.compare_digest(checksum(body), secret[-CHECKSUM_LENGTH:])

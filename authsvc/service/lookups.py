@@ -133,6 +133,9 @@ class TokenLookups:
         self.budget = budget
         self._service = service
         self._metrics = metrics
+        # bound once: labels() takes a lock and a dict lookup on every call
+        self._found = metrics.store_lookups.labels(result="found")
+        self._not_found = metrics.store_lookups.labels(result="not_found")
 
     async def find(self, token_digest: bytes) -> TokenRecord | None:
         """The record, or None when no such token exists or the budget for unknown digests
@@ -145,11 +148,11 @@ class TokenLookups:
             return None
         record = await self._service.lookup(token_digest)
         if record is None:
-            self._metrics.store_lookups.labels(result="not_found").inc()
+            self._not_found.inc()
             if known:
                 self.known.forget(token_digest)  # once: its next lookup spends budget
             return None
-        self._metrics.store_lookups.labels(result="found").inc()
+        self._found.inc()
         if not known:
             self.budget.refund()
             self.known.add(token_digest)

@@ -5,6 +5,9 @@ inherit the sockets (the kernel spreads connections among them), forwards SIGHUP
 SIGTERM to them, and restarts a worker that dies unexpectedly. Each worker has its own
 cache and follows the store's change feed, so a change made through one worker reaches
 the others within the propagation bound (docs/security-model.md), as between separate instances.
+
+The parent also makes a private directory for the run where each worker leaves a snapshot
+of its metrics, so that /metrics adds up every worker (service/metrics_share.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ from pathlib import Path
 from types import FrameType
 
 from authsvc.config import Config, ListenAddress
+from authsvc.service.metrics_share import (
+    METRICS_DIR_ENV,
+    WORKER_ENV,
+    private_directory,
+    retire,
+)
 
 log = logging.getLogger("authsvc.workers")
 
@@ -64,9 +73,16 @@ class Supervisor:
         self._sockets = (bind(config.listen.auth), bind(config.listen.admin))
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
         self._stopping = False
+        self._metrics_dir = Path()  # set by run()
+        self._retired = 0
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; 0 when every worker stopped cleanly."""
+        with private_directory() as metrics_dir:
+            self._metrics_dir = Path(metrics_dir)
+            return self._supervise()
+
+    def _supervise(self) -> int:
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
@@ -96,6 +112,9 @@ class Supervisor:
                 pid,
                 os.waitstatus_to_exitcode(code),
             )
+            # before the replacement can overwrite it: the dead worker's counts keep counting
+            retire(self._metrics_dir, worker, self._retired)
+            self._retired += 1
             time.sleep(RESTART_DELAY)
             if not self._stopping:
                 self._start(worker)
@@ -106,7 +125,12 @@ class Supervisor:
 
     def _start(self, index: int) -> None:
         fds = tuple(sock.fileno() for sock in self._sockets)
-        env = {**os.environ, FDS_ENV: f"{fds[0]},{fds[1]}", "AUTHSVC_WORKER": str(index)}
+        env = {
+            **os.environ,
+            FDS_ENV: f"{fds[0]},{fds[1]}",
+            WORKER_ENV: str(index),
+            METRICS_DIR_ENV: str(self._metrics_dir),
+        }
         argv = [sys.executable, "-m", "authsvc", "--config", str(self._config.path), "serve"]
         self._workers[index] = subprocess.Popen(argv, pass_fds=fds, env=env)  # noqa: S603
 

@@ -9,94 +9,36 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
-from authsvc.rules.decision import Reason, decide, is_expired
+from authsvc.config import Config
+from authsvc.rules.decision import Reason, decide, effective_expiry, is_expired
 from authsvc.rules.request import Rejected, describe
-from authsvc.rules.tokens import TokenRecord, is_well_formed
+from authsvc.rules.tokens import TokenRecord, has_token_shape, has_valid_checksum
 from authsvc.service.runtime import Runtime
 from authsvc.store import StoreUnavailable
+from authsvc.web.answers import (
+    MICROCACHE_SECONDS,
+    AllowBlocks,
+    PreparedAnswer,
+    denial,
+    internal_error,
+)
 from authsvc.web.protocol import ANONYMOUS, QuietServer
 
 log = logging.getLogger("authsvc.auth")
 
-INVALID = "The supplied authentication is invalid"
-IP_DENIED = "Tokens can only be used from IP addresses accepted by the IP filter set for them"
 MAX_HEADER_FIELD = 32 * 1024  # an 8 KiB junk token must get its 401, not a parser 400
 
-_STATUS: dict[Reason, int] = {
-    Reason.OK: 200,
-    Reason.MISSING_TOKEN: 401,
-    Reason.MALFORMED_TOKEN: 401,
-    Reason.INVALID_TOKEN: 401,
-    Reason.EXPIRED: 401,
-    Reason.TOKENS_DISABLED: 401,
-    Reason.IP_NOT_ALLOWED: 403,
-    Reason.PERMISSION_DENIED: 403,
-    Reason.BAD_REQUEST: 403,
-    Reason.BAD_PATH: 403,
-    Reason.STORE_UNAVAILABLE: 503,
-}
-_BODY: dict[Reason, str] = {
-    Reason.OK: "ok",
-    Reason.MISSING_TOKEN: INVALID,
-    Reason.MALFORMED_TOKEN: INVALID,
-    Reason.INVALID_TOKEN: INVALID,
-    Reason.EXPIRED: INVALID,
-    Reason.TOKENS_DISABLED: INVALID,
-    Reason.IP_NOT_ALLOWED: IP_DENIED,
-    Reason.PERMISSION_DENIED: "The token does not grant this request",
-    Reason.BAD_REQUEST: "The request description from the proxy is unusable",
-    Reason.BAD_PATH: "The request path is not accepted",
-    Reason.STORE_UNAVAILABLE: "The token store is unavailable",
-}
-
-
-#: Seconds an allow may be reused by nginx's optional micro-cache (deploy/nginx/microcache):
-#: nginx honours X-Accel-Expires over Cache-Control, and only where proxy_cache is on.
-MICROCACHE_SECONDS = 1
-_REUSABLE = str(MICROCACHE_SECONDS)
-
-
-def _denial_headers(reason: Reason) -> dict[str, str]:
-    # Denials are never cached: X-Accel-Expires 0 whatever the nginx configuration says.
-    headers = {
-        "X-Auth-Reason": reason.value,
-        "Cache-Control": "no-store",
-        "X-Accel-Expires": "0",
-        **ANONYMOUS,
-    }
-    if reason is Reason.MISSING_TOKEN:
-        headers["WWW-Authenticate"] = 'Bearer realm="authsvc"'
-    elif _STATUS[reason] == 401:
-        headers["WWW-Authenticate"] = 'Bearer realm="authsvc", error="invalid_token"'
-    return headers
-
-
 _ALLOW = {"Allow": "GET, HEAD", **ANONYMOUS}
-_DENIAL_HEADERS: dict[Reason, dict[str, str]] = {
-    reason: _denial_headers(reason) for reason in Reason if reason is not Reason.OK
-}
 
 
-@lru_cache(maxsize=8192)  # names repeat on every request of a token; bounded
-def header_safe(text: str) -> str:
-    """Token names may hold any printable Unicode; header values must be ASCII, so
-    everything else (and ``%``) is percent-encoded as UTF-8."""
-    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
-
-
-def denial(reason: Reason) -> web.Response:
-    return web.Response(status=_STATUS[reason], text=_BODY[reason], headers=_DENIAL_HEADERS[reason])
-
-
-def bearer_secret(request: web.BaseRequest) -> str | Reason:
-    """The presented secret, or why there is none. Only one ``Authorization: Bearer``
-    header counts; query strings and cookies are never looked at."""
+def presented_secret(request: web.BaseRequest) -> str | Reason:
+    """The presented token-shaped secret, or why there is none, its checksum unchecked.
+    Only one ``Authorization: Bearer`` header counts; query strings and cookies are never
+    looked at."""
     values = request.headers.getall("Authorization", ())
     if not values:
         return Reason.MISSING_TOKEN
@@ -104,9 +46,17 @@ def bearer_secret(request: web.BaseRequest) -> str | Reason:
         return Reason.MALFORMED_TOKEN
     scheme, _, secret = values[0].partition(" ")
     secret = secret.strip(" ")
-    if scheme.lower() != "bearer" or not is_well_formed(secret):
+    if scheme.lower() != "bearer" or not has_token_shape(secret):
         return Reason.MALFORMED_TOKEN
     return secret
+
+
+def bearer_secret(request: web.BaseRequest) -> str | Reason:
+    """The presented secret, or why there is none; a wrong checksum is malformed."""
+    secret = presented_secret(request)
+    if isinstance(secret, Reason) or has_valid_checksum(secret):
+        return secret
+    return Reason.MALFORMED_TOKEN
 
 
 def peer_address(request: web.BaseRequest) -> str | None:
@@ -128,10 +78,15 @@ class AuthHandler:
         self._lookups = runtime.lookups
         self._cache = runtime.cache
         self._metrics = runtime.metrics
+        self._counts = runtime.metrics.hot
         self._usage = runtime.usage
         self._clock = runtime.clock
+        # token id → (the record and configuration they were built from, the blocks).
+        # A changed record or a reload is a new object, so it never meets stale headers.
+        self._allows: dict[str, tuple[TokenRecord, Config, AllowBlocks]] = {}
+        self._max_allows = max(runtime.live.current.cache.max_entries, 1024)
 
-    async def handle(self, request: web.BaseRequest) -> web.Response:
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """The whole listener: ``GET``/``HEAD /auth``, and short refusals for anything else."""
         if request.path != "/auth":
             return web.Response(
@@ -141,39 +96,18 @@ class AuthHandler:
             return web.Response(status=405, text="method not allowed", headers=_ALLOW)
         started = time.perf_counter()
         try:
-            reason, record, reusable = await self._evaluate(request)
+            reason, answer = await self._evaluate(request)
         except Exception:
-            # A bug must not become an allow. 503 makes nginx fail closed (500).
             log.exception("unexpected error while evaluating /auth")
-            return web.Response(
-                status=503,
-                text="internal error",
-                headers={"X-Auth-Reason": "internal_error", **ANONYMOUS},
-            )
-        self._metrics.decision_by_reason[reason].inc()
-        self._metrics.decision_latency.observe(time.perf_counter() - started)
-        if reason is not Reason.OK or record is None:
-            return denial(reason)
-        return web.Response(
-            status=200,
-            text="ok",
-            headers={
-                "X-Auth-Reason": "ok",
-                "X-Auth-Token-Id": record.id,
-                "X-Auth-Token-Name": header_safe(record.name),
-                "Cache-Control": "no-store",
-                "X-Accel-Expires": _REUSABLE if reusable else "0",
-                "Server": "",
-            },
-        )
+            return internal_error()
+        self._counts.decided(reason, time.perf_counter() - started)
+        return answer
 
-    async def _evaluate(self, request: web.BaseRequest) -> tuple[Reason, TokenRecord | None, bool]:
-        """(reason, the record if one was found, whether an allow may be reused for
-        MICROCACHE_SECONDS: only when the token stays valid that long)."""
+    async def _evaluate(self, request: web.BaseRequest) -> tuple[Reason, PreparedAnswer]:
         config = self._live.current
-        secret = bearer_secret(request)
+        secret = presented_secret(request)
         if isinstance(secret, Reason):
-            return secret, None, False
+            return secret, denial(secret)
         headers = request.headers
         described = describe(
             headers.get("X-Original-Method"),
@@ -183,30 +117,53 @@ class AuthHandler:
             config.trusted_proxies,
         )
         if isinstance(described, Rejected):
-            return Reason(described.reason), None, False
+            reason = Reason(described.reason)
+            return reason, denial(reason)
         token_digest = self._service.digest(secret)
         record = self._cache.get(token_digest)
         if record is None:
-            self._metrics.cache_misses.inc()
-            try:
-                record = await self._lookups.find(token_digest)
-            except StoreUnavailable as error:
-                self._metrics.store_errors.labels(operation="lookup").inc()
-                log.warning("store unavailable for a token lookup: %s", error)
-                return Reason.STORE_UNAVAILABLE, None, False
-            if record is None:
-                return Reason.INVALID_TOKEN, None, False
+            found = await self._lookup(secret, token_digest)
+            if isinstance(found, Reason):
+                return found, denial(found)
+            record = found
         else:
-            self._metrics.cache_hits.inc()
+            self._counts.cache_hits += 1
         now = self._clock()
         reason = decide(record, described, config, now)
         if reason is not Reason.OK:
-            return reason, record, False
+            return reason, denial(reason)
         self._usage.note(record.id, now, described.client_ip)
+        blocks = self._allow_blocks(record, config)
         # nginx counts X-Accel-Expires in whole seconds from when it stores the answer,
         # so a 1 s hint can be reused for up to 2 s: the token must stay valid that long.
-        later = now + 2 * MICROCACHE_SECONDS
-        return reason, record, not is_expired(record, config.policy, later)
+        if is_expired(record, config.policy, now + 2 * MICROCACHE_SECONDS):
+            return reason, PreparedAnswer(200, blocks.not_reusable)
+        return reason, PreparedAnswer(200, blocks.reusable)
+
+    async def _lookup(self, secret: str, token_digest: bytes) -> TokenRecord | Reason:
+        """A cache miss. Only here is the checksum worth computing: a cached record proves
+        the secret was issued (and so well formed); a typo or junk is refused before the
+        store is asked."""
+        if not has_valid_checksum(secret):
+            return Reason.MALFORMED_TOKEN
+        self._counts.cache_misses += 1
+        try:
+            record = await self._lookups.find(token_digest)
+        except StoreUnavailable as error:
+            self._metrics.store_errors.labels(operation="lookup").inc()
+            log.warning("store unavailable for a token lookup: %s", error)
+            return Reason.STORE_UNAVAILABLE
+        return Reason.INVALID_TOKEN if record is None else record
+
+    def _allow_blocks(self, record: TokenRecord, config: Config) -> AllowBlocks:
+        entry = self._allows.get(record.id)
+        if entry is not None and entry[0] is record and entry[1] is config:
+            return entry[2]
+        blocks = AllowBlocks(record.id, record.name, effective_expiry(record, config.policy))
+        if len(self._allows) >= self._max_allows:
+            self._allows.clear()  # bounded like the record cache; rebuilt as tokens return
+        self._allows[record.id] = (record, config, blocks)
+        return blocks
 
 
 #: Options of the auth listener's low-level server: a larger header limit than aiohttp's

@@ -1,0 +1,185 @@
+"""The answers of ``/auth``, serialized ahead of time.
+
+Every ``/auth`` answer is a status and a few headers with an empty body (SPEC: nginx
+discards the body of an auth subrequest, and only a body-less answer lets it keep its
+connection alive whichever method the subrequest uses). So the header block of each
+denial is built once at import, and that of an allow once per token record, and a request
+costs one small object and one write. aiohttp still parses the request, keeps the
+connection and applies back-pressure: :class:`PreparedAnswer` is an ordinary aiohttp
+response that skips only the generic header handling (docs/performance-notes.md measured
+it at about a fifth of a naive handler's time).
+"""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+from functools import lru_cache
+from http import HTTPStatus
+from urllib.parse import quote
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http import HttpVersion10, HttpVersion11
+
+from authsvc.rules.decision import Reason
+from authsvc.rules.durations import rfc3339
+
+#: Seconds an allow may be reused by nginx's optional micro-cache (deploy/nginx/microcache):
+#: nginx honours X-Accel-Expires over Cache-Control, and only where proxy_cache is on.
+MICROCACHE_SECONDS = 1
+
+STATUS: dict[Reason, int] = {
+    Reason.OK: 200,
+    Reason.MISSING_TOKEN: 401,
+    Reason.MALFORMED_TOKEN: 401,
+    Reason.INVALID_TOKEN: 401,
+    Reason.EXPIRED: 401,
+    Reason.TOKENS_DISABLED: 401,
+    Reason.IP_NOT_ALLOWED: 403,
+    Reason.PERMISSION_DENIED: 403,
+    Reason.BAD_REQUEST: 403,
+    Reason.BAD_PATH: 403,
+    Reason.STORE_UNAVAILABLE: 503,
+}
+
+
+def header_block(fields: list[tuple[str, str]]) -> bytes:
+    """``Name: value`` lines, each ending in CRLF. Refuses a value that could end its line
+    early (a header injected into nginx's view of the answer)."""
+    lines = []
+    for name, value in fields:
+        if any(character in value for character in "\r\n\0"):
+            raise ValueError(f"header {name} would carry a line break")
+        lines.append(f"{name}: {value}\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+# Every answer ends with these: no server name (SECURITY), and an explicit empty body.
+_TAIL = header_block([("Server", ""), ("Content-Length", "0")])
+
+
+def _denial_block(reason: Reason) -> bytes:
+    # Denials are never cached: X-Accel-Expires 0 whatever the nginx configuration says.
+    fields = [("X-Auth-Reason", reason.value)]
+    if reason is Reason.MISSING_TOKEN:
+        fields.append(("WWW-Authenticate", 'Bearer realm="authsvc"'))
+    elif STATUS[reason] == 401:
+        fields.append(("WWW-Authenticate", 'Bearer realm="authsvc", error="invalid_token"'))
+    fields += [("Cache-Control", "no-store"), ("X-Accel-Expires", "0")]
+    return header_block(fields) + _TAIL
+
+
+_DENIALS: dict[Reason, bytes] = {
+    reason: _denial_block(reason) for reason in Reason if reason is not Reason.OK
+}
+_INTERNAL_ERROR = (
+    header_block(
+        [
+            ("X-Auth-Reason", "internal_error"),
+            ("Cache-Control", "no-store"),
+            ("X-Accel-Expires", "0"),
+        ]
+    )
+    + _TAIL
+)
+
+
+@lru_cache(maxsize=8192)  # names repeat on every request of a token; bounded
+def header_safe(text: str) -> str:
+    """Token names may hold any printable Unicode; header values must be ASCII, so
+    everything else (and ``%``) is percent-encoded as UTF-8."""
+    return quote(text, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+class AllowBlocks:
+    """The two header blocks of an allow for one token: reusable by the micro-cache or not."""
+
+    __slots__ = ("not_reusable", "reusable")
+
+    def __init__(self, token_id: str, name: str, expires_at: float | None) -> None:
+        fields = [
+            ("X-Auth-Reason", "ok"),
+            ("X-Auth-Token-Id", token_id),
+            ("X-Auth-Token-Name", header_safe(name)),
+        ]
+        if expires_at is not None:
+            fields.append(("X-Auth-Token-Expires", rfc3339(expires_at)))
+        fields.append(("Cache-Control", "no-store"))
+        head = header_block(fields)
+        self.reusable = head + header_block([("X-Accel-Expires", str(MICROCACHE_SECONDS))]) + _TAIL
+        self.not_reusable = head + header_block([("X-Accel-Expires", "0")]) + _TAIL
+
+
+class _Date:
+    """The ``Date`` header line, formatted once per second (as aiohttp does)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def line(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._line = f"Date: {formatdate(second, usegmt=True)}\r\n".encode("ascii")
+        return self._line
+
+
+_DATE = _Date()
+_STATUS_LINES: dict[tuple[int, int, int], bytes] = {}
+
+
+def _status_line(version: tuple[int, int], status: int) -> bytes:
+    key = (version[0], version[1], status)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        if len(_STATUS_LINES) > 64:  # only a handful of versions exist; bound it anyway
+            _STATUS_LINES.clear()
+        phrase = HTTPStatus(status).phrase
+        line = _STATUS_LINES[key] = f"HTTP/{key[0]}.{key[1]} {status} {phrase}\r\n".encode()
+    return line
+
+
+class PreparedAnswer(web.StreamResponse):
+    """An aiohttp response with an empty body whose headers were serialized beforehand.
+
+    ``prepare`` writes status line, ``Date``, the connection header HTTP asks for, and the
+    prepared block in one piece through the request's own stream writer (which applies
+    back-pressure), instead of building a header map and serializing it per request.
+    """
+
+    def __init__(self, status: int, block: bytes) -> None:
+        super().__init__(status=status)
+        self._block = block
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self._eof_sent:
+            return None
+        if self._payload_writer is not None:
+            return self._payload_writer
+        keep_alive = request.keep_alive
+        self._keep_alive = keep_alive
+        version = request.version
+        if keep_alive and version == HttpVersion10:
+            connection = b"Connection: keep-alive\r\n"
+        elif not keep_alive and version == HttpVersion11:
+            connection = b"Connection: close\r\n"
+        else:
+            connection = b""
+        writer = self._payload_writer = request._payload_writer  # as StreamResponse._start
+        await writer.write(
+            b"".join(
+                (_status_line(version, self.status), _DATE.line(), connection, self._block, b"\r\n")
+            )
+        )
+        return writer
+
+
+def denial(reason: Reason) -> PreparedAnswer:
+    return PreparedAnswer(STATUS[reason], _DENIALS[reason])
+
+
+def internal_error() -> PreparedAnswer:
+    """A bug must not become an allow: 503 makes nginx fail closed (500)."""
+    return PreparedAnswer(503, _INTERNAL_ERROR)
