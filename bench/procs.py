@@ -74,90 +74,20 @@ class Procs:
             except subprocess.TimeoutExpired:
                 process.kill()
 
-    def authsvc(self, config: Path, admin_port: int, *, name: str) -> int:
+    def authsvc(self, config: Path, admin_port: int, *, name: str, workers: int = 1) -> int:
         pid = self.spawn(
             name,
-            [sys.executable, "-m", "authsvc", "--config", str(config), "serve"],
+            [sys.executable, "-m", "authsvc", "--config", str(config), "serve"]
+            + (["--workers", str(workers)] if workers != 1 else []),
             env={**KEY_ENV, "AUTHSVC_LOG_LEVEL": "WARNING"},
         )
         wait_http(admin_port, "/readyz")
         return pid
 
-    def nginx(self, ports: dict[str, int], shipped: Path) -> None:
-        prefix = self.work / "nginx"
-        www = prefix / "www"
-        for path in ("api/v1/queries/running", "api/v1/users"):
-            (www / path).parent.mkdir(parents=True, exist_ok=True)
-            (www / path).write_text("ok\n")
-        upstream = (shipped / "authsvc-upstream.conf").read_text()
-        (prefix / "upstream.conf").write_text(
-            upstream.replace("server 127.0.0.1:9090;", f"server 127.0.0.1:{ports['auth']};")
-        )
-        auth = (shipped / "authsvc-auth.conf").read_text()
-        floor = auth.replace("location = /_authsvc", "location = /_floor").replace(
-            "http://authsvc/auth", "http://floor/auth"
-        )
-        (prefix / "floor-auth.conf").write_text(floor)
-        # The optional micro-cache (deploy/nginx/microcache/), its zone in the work dir.
-        zone = (shipped / "microcache" / "authsvc-microcache-zone.conf").read_text()
-        tmpfs = "/run/authsvc-microcache "
-        if tmpfs not in zone:
-            raise RuntimeError(f"authsvc-microcache-zone.conf no longer uses {tmpfs.strip()}")
-        (prefix / "microcache-zone.conf").write_text(
-            zone.replace(tmpfs, f"{prefix / 'microcache'} ")
-        )
-        temp = "".join(
-            f"  {k}_temp_path {prefix / k};\n"
-            for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-        )
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        svc_listens = "".join(
-            f"    listen 127.0.0.1:{ports[n]};\n"
-            for n in ("svc-hit", "svc-deny", "svc-junk", "svc-miss")
-        )
-        conf = f"""{user}daemon off;
-worker_processes 1;
-pid {prefix / "nginx.pid"};
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-{temp}  include {prefix / "upstream.conf"};
-  include {prefix / "microcache-zone.conf"};
-  upstream floor {{ server 127.0.0.1:{ports["floor-app"]}; keepalive 32; }}
-  server {{ listen 127.0.0.1:{ports["plain"]}; root {www}; location / {{ }} }}
-  server {{
-    listen 127.0.0.1:{ports["nginxauth"]}; root {www};
-    location / {{ auth_request /_stub; }}
-    location = /_stub {{ internal; return 204; }}
-  }}
-  server {{
-    listen 127.0.0.1:{ports["floor"]}; root {www};
-    include {prefix / "floor-auth.conf"};
-    location / {{ auth_request /_floor; }}
-  }}
-  server {{
-{svc_listens}    root {www};
-    include {shipped / "authsvc-auth.conf"};
-    location / {{ include {shipped / "authsvc-protect.conf"}; }}
-  }}
-  server {{
-    listen 127.0.0.1:{ports["svc-microcache"]}; root {www};
-    include {shipped / "microcache" / "authsvc-auth-microcache.conf"};
-    location / {{ include {shipped / "authsvc-protect.conf"}; }}
-  }}
-}}
-"""
-        (prefix / "nginx.conf").write_text(conf)
+    def nginx(self, conf: Path, wait_port: int) -> None:
+        prefix = conf.parent
         self.spawn(
             "nginx",
-            [
-                "nginx",
-                "-p",
-                f"{prefix}/",
-                "-c",
-                str(prefix / "nginx.conf"),
-                "-e",
-                str(prefix / "error.log"),
-            ],
+            ["nginx", "-p", f"{prefix}/", "-c", str(conf), "-e", str(prefix / "error.log")],
         )
-        wait_http(ports["plain"], "/api/v1/users")
+        wait_http(wait_port, "/api/v1/users")

@@ -1,50 +1,60 @@
 """authsvc benchmark: every path side by side, interleaved over several rounds, medians.
 
-Usage: scripts/bench [--rounds N] [--duration SECONDS] [--output docs/performance.md]
+Usage: scripts/bench [--rounds N] [--duration SECONDS] [--paths a,b,c] [--skip-extras]
+                     [--output docs/performance.md]
 
 Everything runs on loopback: one nginx (worker_processes 1) with one server block per
 path, authsvc with the shipped catalog, the `floor` handler, and wrk (1 thread). The
 machine's 2 cores are shared by all of them, as they would be on a small real host.
+The mix paths replay a generated request file (bench/mix.py) through bench/mix.lua.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import platform
+import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-import aiohttp
-import yaml
-
 from authsvc.rules.tokens import digest
-from bench import micro
+from bench import extras, micro, mix, nginx_conf
+from bench.config import KEY, REPO, SHIPPED, shipped_max_entries, write_config
 from bench.data import bulk_tokens, fast_secret
-from bench.procs import Procs, rss_mb, wait_http
+from bench.procs import Procs, wait_http
 from bench.report import write_report
 from bench.wrk import Result, run_wrk
 
-REPO = Path(__file__).resolve().parents[1]
-KEY = "b" * 64
-CATALOG_PATH = "/api/v1/queries/running"  # MonitorQueries grants it
-DENIED_PATH = "/api/v1/users"  # ManageUsers does; the bench token lacks it
+CATALOG_PATH = extras.CATALOG_PATH
+DENIED_PATH = "/api/v1/users"  # ManageUsers grants it; the bench token lacks it
 PATHS = (
     "plain",
     "nginxauth",
     "floor",
     "svc-hit",
+    "svc-get",
     "svc-deny",
     "svc-junk",
     "svc-miss",
     "svc-microcache",
+    "floor-mix",
+    "svc-mix",
+    "svc-mix-w2",
+    "svc-microcache-mix",
 )
+#: The mix paths, and whose answers they get: authsvc's or the floor's.
+MIX_PATHS = {
+    "floor-mix": "floor",
+    "svc-mix": "svc",
+    "svc-mix-w2": "svc",
+    "svc-microcache-mix": "svc",
+}
+#: authsvc processes answering each mix path (for req/s per process).
+PROCESSES = {"svc-mix": 1, "svc-mix-w2": 2}
 
 
 def main() -> None:
@@ -54,15 +64,27 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--tokens", type=int, default=100_000)
     parser.add_argument("--big", type=int, default=1_000_000, help="tokens for the start-up test")
+    parser.add_argument("--paths", help=f"comma-separated, of: {','.join(PATHS)} (default all)")
+    parser.add_argument(
+        "--skip-extras", action="store_true", help="skip the RSS, start-up and micro measurements"
+    )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
     args = parser.parse_args()
+    wanted = PATHS if args.paths is None else tuple(p.strip() for p in args.paths.split(","))
+    unknown = [p for p in wanted if p not in PATHS]
+    if unknown or not wanted:
+        parser.error(f"unknown paths {unknown}; choose from {', '.join(PATHS)}")
+    args.paths = [p for p in PATHS if p in wanted]
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
             sys.exit(f"bench: {tool} is not installed (apt-get install nginx wrk)")
     work = Path(tempfile.mkdtemp(prefix="authsvc-bench-"))
     print(f"bench: working in {work}", flush=True)
-    with Procs(work) as procs:
-        results = run(args, work, procs)
+    try:
+        with Procs(work) as procs:
+            results = run(args, work, procs)
+    finally:
+        shutil.rmtree(nginx_conf.microcache_dir(work / "nginx"), ignore_errors=True)
     write_report(args, results)
     print(f"bench: wrote {args.output}")
 
@@ -70,81 +92,168 @@ def main() -> None:
 def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]:
     key = KEY.encode()  # AUTHSVC_SECRET_KEY is used as UTF-8 bytes
     hot = fast_secret()
+    db = work / "authsvc.db"
     print(f"bench: {args.tokens} tokens into SQLite", flush=True)
-    bulk_tokens(work / "authsvc.db", key, args.tokens, "MonitorQueries", work / "tokens.txt")
-    _insert_one(work / "authsvc.db", key, hot)
-    (work / "hot.txt").write_text(hot + "\n")
-    ports = procs.ports(*PATHS, "auth", "admin", "floor-app", "auth-big", "admin-big")
-    config = _write_config(
+    bulk_tokens(db, key, args.tokens, "MonitorQueries", work / "tokens.txt")
+    _insert_one(db, key, hot)
+    # The floor's tokens: the hot one, allowed from loopback only (one CIDR check, as
+    # before), and the mix's when a mix path runs.
+    floor_tokens = [f"{hot} 127.0.0.0/8"]
+    the_mix = None
+    if any(p in MIX_PATHS for p in args.paths):
+        print(f"bench: generating the mix ({mix.REQUESTS} requests, {mix.TOKENS} tokens)")
+        the_mix = mix.generate(SHIPPED)
+        mix.insert(db, key, the_mix)
+        mix_file, floor_file = mix.write(the_mix, work, floor_tokens)
+    else:
+        mix_file, floor_file = work / "mix.tsv", work / "floor-tokens.txt"
+        floor_file.write_text("\n".join(floor_tokens) + "\n")
+    ports = procs.ports(
+        *PATHS,
+        *("auth", "admin", "floor-app", "auth-big", "admin-big", "ok"),
+        *("auth-mix", "admin-mix", "auth-w2", "admin-w2"),
+    )
+    # The single-request paths' instance: a cache of a tenth of the tokens, so that
+    # svc-miss (random tokens over all of them) misses.
+    config = write_config(
         work,
         "authsvc.yaml",
         ports["auth"],
         ports["admin"],
-        work / "authsvc.db",
+        db,
         max_entries=max(args.tokens // 10, 1000),
     )
     procs.authsvc(config, ports["admin"], name="authsvc")
-    procs.spawn(
-        "floor",
-        [
-            sys.executable,
-            str(REPO / "bench" / "floor.py"),
-            str(ports["floor-app"]),
-            str(work / "hot.txt"),
-        ],
-    )
-    wait_http(ports["floor-app"], "/auth", ok=(401,))
-    procs.nginx(ports, REPO / "deploy" / "nginx")
+    # The mix's instances have the shipped cache (svc-miss would otherwise empty it
+    # between rounds): one process, and `--workers 2`, on the same store.
+    instances = {"mix": (1, {"svc-mix", "svc-microcache-mix"}), "w2": (2, {"svc-mix-w2"})}
+    for name, (workers, served) in instances.items():
+        if not served & set(args.paths):
+            continue
+        mix_config = write_config(
+            work,
+            f"authsvc-{name}.yaml",
+            ports[f"auth-{name}"],
+            ports[f"admin-{name}"],
+            db,
+            max_entries=shipped_max_entries(),
+        )
+        procs.authsvc(mix_config, ports[f"admin-{name}"], name=f"authsvc-{name}", workers=workers)
+        if workers > 1:
+            time.sleep(1)  # /readyz answered from the first worker up; let the rest finish
+    if {"floor", "floor-mix"} & set(args.paths):
+        floor_argv = [str(ports["floor-app"]), str(floor_file)]
+        procs.spawn("floor", [sys.executable, str(REPO / "bench" / "floor.py"), *floor_argv])
+        wait_http(ports["floor-app"], "/auth", ok=(401,))
+    prefix = work / "nginx"
+    procs.nginx(nginx_conf.write(prefix, ports, REPO / "deploy" / "nginx"), ports["plain"])
 
+    rounds, composition, cache = _measure(
+        args, ports=ports, hot=hot, mix_file=mix_file, the_mix=the_mix, prefix=prefix
+    )
+    results: dict[str, object] = {
+        "paths": args.paths,
+        "some_paths": len(args.paths) < len(PATHS),
+        "medians": {name: _median(results) for name, results in rounds.items()},
+        "rounds": rounds,
+        "mix": None if the_mix is None else {"summary": mix.summary(the_mix), "runs": composition},
+        "microcache": cache if "svc-microcache-mix" in args.paths else None,
+        "processes": PROCESSES,
+        "machine": extras.machine(),
+        "args": vars(args),
+    }
+    if not args.skip_extras:
+        print("bench: pure decision", flush=True)
+        results["micro"] = micro.measure()
+        print("bench: RSS with cached records", flush=True)
+        results["rss"] = extras.rss_with_cached(work, procs, args.tokens)
+        print(f"bench: start-up with {args.big} tokens", flush=True)
+        results["startup"] = extras.startup_big(work, procs, args.big, ports)
+    return results
+
+
+def _measure(
+    args: argparse.Namespace,
+    *,
+    ports: dict[str, int],
+    hot: str,
+    mix_file: Path,
+    the_mix: mix.Mix | None,
+    prefix: Path,
+) -> tuple[dict[str, list[Result]], dict[str, dict[str, Counter[int]]], Counter[str]]:
+    """The interleaved rounds: results per path, the mix paths' observed and expected
+    statuses, and the micro-cache statuses logged by svc-microcache-mix."""
     headers = {
-        "plain": {},
-        "nginxauth": {},
         "floor": {"Authorization": f"Bearer {hot}"},
         "svc-hit": {"Authorization": f"Bearer {hot}"},
+        # svc-hit's request with nginx's default GET subrequest instead of HEAD.
+        "svc-get": {"Authorization": f"Bearer {hot}"},
         "svc-deny": {"Authorization": f"Bearer {hot}"},
         "svc-junk": {"Authorization": "Bearer authsvc_" + "A" * 49},
-        "svc-miss": {},
         # svc-hit's request through the optional nginx micro-cache (deploy/nginx/microcache/).
         "svc-microcache": {"Authorization": f"Bearer {hot}"},
     }
-    rounds: dict[str, list[Result]] = {name: [] for name in PATHS}
+    paths = args.paths
+    rounds: dict[str, list[Result]] = {name: [] for name in paths}
+    composition = {
+        name: {"observed": Counter[int](), "expected": Counter[int]()}
+        for name in paths
+        if name in MIX_PATHS
+    }
+    cache_log = prefix / nginx_conf.MICROCACHE_LOG
+    cache: Counter[str] = Counter()
     for round_ in range(args.rounds):
-        order = PATHS[round_ % len(PATHS) :] + PATHS[: round_ % len(PATHS)]
+        order = paths[round_ % len(paths) :] + paths[: round_ % len(paths)]
+        # Every mix path of a round walks the request file from the same place.
+        start = random.Random(round_).randrange(mix.REQUESTS)  # noqa: S311 - not a secret
         for name in order:
             path = DENIED_PATH if name == "svc-deny" else CATALOG_PATH
-            script = REPO / "bench" / "random_token.lua" if name == "svc-miss" else None
+            script = None
+            if name == "svc-miss":
+                script = REPO / "bench" / "random_token.lua"
+            elif name in MIX_PATHS:
+                script = REPO / "bench" / "mix.lua"
+            logged = cache_log.stat().st_size if cache_log.exists() else 0
             result = run_wrk(
                 f"http://127.0.0.1:{ports[name]}{path}",
                 duration=args.duration,
                 connections=args.connections,
-                headers=headers[name],
+                headers=headers.get(name, {}),
                 script=script,
-                env={"BENCH_TOKENS": str(work / "tokens.txt"), "BENCH_PATH": path},
+                env={
+                    "BENCH_TOKENS": str(prefix.parent / "tokens.txt"),
+                    "BENCH_PATH": path,
+                    "BENCH_MIX": str(mix_file),
+                    "BENCH_MIX_START": str(start),
+                },
             )
             rounds[name].append(result)
             print(
-                f"  round {round_ + 1} {name:14} {result.rps:9.0f} req/s  p50 "
+                f"  round {round_ + 1} {name:18} {result.rps:9.0f} req/s  p50 "
                 f"{result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
                 f"non-2xx {result.non_2xx}  socket errors {result.socket_errors}",
                 flush=True,
             )
-    medians = {name: _median(results) for name, results in rounds.items()}
+            if name in MIX_PATHS and the_mix is not None:
+                expected: Counter[int] = Counter()
+                for walk_start, sent in result.walks:
+                    expected += the_mix.expected(MIX_PATHS[name], walk_start, sent)
+                composition[name]["observed"].update(result.statuses)
+                composition[name]["expected"].update(expected)
+                print(f"    statuses {_shares(result.statuses)}  expected {_shares(expected)}")
+            if name == "svc-microcache-mix":
+                time.sleep(nginx_conf.FLUSH_WAIT)
+                with cache_log.open() as log:
+                    log.seek(logged)
+                    statuses = Counter(line.split()[-1] for line in log if line.strip())
+                cache.update(statuses)
+                print(f"    micro-cache {dict(statuses)}")
+    return rounds, composition, cache
 
-    print("bench: pure decision", flush=True)
-    micros = micro.measure()
-    print("bench: RSS with cached records", flush=True)
-    rss = _rss_with_cached(work, procs, args.tokens)
-    print(f"bench: start-up with {args.big} tokens", flush=True)
-    startup = _startup_big(work, procs, args.big, ports)
-    return {
-        "medians": medians,
-        "rounds": rounds,
-        "micro": micros,
-        "rss": rss,
-        "startup": startup,
-        "machine": _machine(),
-        "args": vars(args),
-    }
+
+def _shares(counts: dict[int, int]) -> str:
+    total = sum(counts.values()) or 1
+    return " ".join(f"{s}: {n} ({n / total:.1%})" for s, n in sorted(counts.items()))
 
 
 def _median(results: list[Result]) -> dict[str, float]:
@@ -158,26 +267,6 @@ def _median(results: list[Result]) -> dict[str, float]:
     }
 
 
-def _write_config(
-    work: Path, name: str, auth: int, admin: int, db: Path, *, max_entries: int
-) -> Path:
-    data = yaml.safe_load((REPO / "config" / "authsvc.yaml").read_text())
-    data.update(
-        {
-            "listen": {"auth": f"127.0.0.1:{auth}", "admin": f"127.0.0.1:{admin}"},
-            "store": f"sqlite:///{db}",
-            "secret_key_file": str(work / "authsvc.key"),
-            "audit_log": str(work / "audit.log"),
-            # The shipped unknown-token budget: the junk path's tokens fail their checksum
-            # and never reach the store, so it does not shape any measured path.
-            "cache": {"ttl": "5s", "max_entries": max_entries, "unknown_lookups_per_second": 50},
-        }
-    )
-    path = work / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
 def _insert_one(db: Path, key: bytes, secret: str) -> None:
     import sqlite3  # noqa: PLC0415 - bench-only shortcut
 
@@ -187,97 +276,6 @@ def _insert_one(db: Path, key: bytes, secret: str) -> None:
             " VALUES ('tok_ffffffffffffffff', 'bench-hot', ?, '[\"MonitorQueries\"]', ?, 'bench')",
             (digest(key, secret), time.time()),
         )
-
-
-async def _fire(port: int, secrets: list[str], concurrency: int = 32) -> list[float]:
-    """One /auth request per secret, straight to authsvc; latencies in ms."""
-    latencies: list[float] = []
-    queue = list(secrets)
-    async with aiohttp.ClientSession() as session:
-
-        async def worker() -> None:
-            while queue:
-                secret = queue.pop()
-                started = time.perf_counter()
-                async with session.get(
-                    f"http://127.0.0.1:{port}/auth",
-                    headers={
-                        "Authorization": f"Bearer {secret}",
-                        "X-Original-Method": "GET",
-                        "X-Original-URI": CATALOG_PATH,
-                        "X-Real-IP": "127.0.0.1",
-                    },
-                ) as response:
-                    await response.read()
-                    assert response.status == 200, response.status
-                latencies.append((time.perf_counter() - started) * 1e3)
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies
-
-
-def _rss_with_cached(work: Path, procs: Procs, count: int) -> dict[str, float]:
-    ports = procs.ports("auth-rss", "admin-rss")
-    config = _write_config(
-        work,
-        "rss.yaml",
-        ports["auth-rss"],
-        ports["admin-rss"],
-        work / "authsvc.db",
-        max_entries=count * 2,
-    )
-    pid = procs.authsvc(config, ports["admin-rss"], name="authsvc-rss")
-    before = rss_mb(pid)
-    secrets = (work / "tokens.txt").read_text().split()[:count]
-    asyncio.run(_fire(ports["auth-rss"], secrets, concurrency=64))
-    after = rss_mb(pid)
-    procs.stop("authsvc-rss")
-    return {"cached": float(len(secrets)), "rss_before_mb": before, "rss_after_mb": after}
-
-
-def _startup_big(work: Path, procs: Procs, count: int, ports: dict[str, int]) -> dict[str, float]:
-    key = KEY.encode()  # AUTHSVC_SECRET_KEY is used as UTF-8 bytes
-    db = work / "big.db"
-    bulk_tokens(db, key, count, "MonitorQueries", work / "big.txt")
-    config = _write_config(
-        work, "big.yaml", ports["auth-big"], ports["admin-big"], db, max_entries=10_000
-    )
-    started = time.perf_counter()
-    procs.authsvc(config, ports["admin-big"], name="authsvc-big")
-    startup = time.perf_counter() - started
-    sample = (work / "big.txt").read_text().split()[:2000]
-    big = asyncio.run(_fire(ports["auth-big"], sample, concurrency=1))
-    small_sample = (work / "tokens.txt").read_text().split()[-2000:]
-    small = asyncio.run(_fire(ports["auth"], small_sample, concurrency=1))
-    procs.stop("authsvc-big")
-    return {
-        "tokens": float(count),
-        "startup_s": startup,
-        "miss_p50_ms_big": statistics.median(big),
-        "miss_p50_ms_small": statistics.median(small),
-        "miss_p99_ms_big": statistics.quantiles(big, n=100)[98],
-        "miss_p99_ms_small": statistics.quantiles(small, n=100)[98],
-    }
-
-
-def _machine() -> dict[str, str]:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    version = subprocess.run(["nginx", "-v"], capture_output=True, text=True, check=False)
-    nginx = version.stderr.strip()
-    return {
-        "cores": str(os.cpu_count()),
-        "cpu": model,
-        "python": platform.python_version(),
-        "nginx": nginx.removeprefix("nginx version: "),
-        "kernel": platform.release(),
-    }
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -19,6 +19,10 @@ class Result:
     requests: int
     non_2xx: int
     socket_errors: int
+    #: From a script that reports them (bench/mix.lua): answers by status, and
+    #: (start, sent) of each thread's walk through its request file.
+    statuses: dict[int, int] = field(default_factory=dict)
+    walks: list[tuple[int, int]] = field(default_factory=list)
 
 
 def _ms(text: str) -> float:
@@ -59,4 +63,6 @@ def run_wrk(
         requests=int(re.search(r"(\d+) requests in", out).group(1)),  # type: ignore[union-attr]
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
         socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+        statuses={int(s): int(n) for s, n in re.findall(r"^bench-status (\d+) (\d+)$", out, re.M)},
+        walks=[(int(a), int(b)) for a, b in re.findall(r"^bench-walk (\d+) (\d+)$", out, re.M)],
     )
