@@ -101,6 +101,14 @@ def _targets(results: dict[str, Any]) -> str:
             f"| micro-cache hit rate on the mix | {hits / sum(cache.values()):.1%} of "
             f"{sum(cache.values()):,} requests | see numbers |"
         )
+    records = results.get("record_cache")
+    if records:
+        hits, looked_up = records.get("hits", 0), records.get("hits", 0) + records.get("misses", 0)
+        out.append(
+            f"| authsvc's record cache on the mix (svc-mix) | {hits / max(looked_up, 1):.1%}"
+            f" hits of {looked_up:,} lookups; {records.get('lookups', 0):,} store reads |"
+            " see numbers |"
+        )
     processes = results["processes"]
     if all(name in rps for name in processes):
         per = ", ".join(

@@ -18,6 +18,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
     prefix = work / "nginx"
     procs.nginx(nginx_conf.write(prefix, ports, REPO / "deploy" / "nginx"), ports["plain"])
 
-    rounds, composition, cache = _measure(
+    rounds, composition, cache, records = _measure(
         args, ports=ports, hot=hot, mix_file=mix_file, the_mix=the_mix, prefix=prefix
     )
     results: dict[str, object] = {
@@ -158,6 +159,7 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
         "rounds": rounds,
         "mix": None if the_mix is None else {"summary": mix.summary(the_mix), "runs": composition},
         "microcache": cache if "svc-microcache-mix" in args.paths else None,
+        "record_cache": dict(records) if "svc-mix" in args.paths else None,
         "processes": PROCESSES,
         "machine": extras.machine(),
         "args": vars(args),
@@ -180,9 +182,10 @@ def _measure(
     mix_file: Path,
     the_mix: mix.Mix | None,
     prefix: Path,
-) -> tuple[dict[str, list[Result]], dict[str, dict[str, Counter[int]]], Counter[str]]:
+) -> tuple[dict[str, list[Result]], dict[str, dict[str, Counter[int]]], Counter[str], Counter[str]]:
     """The interleaved rounds: results per path, the mix paths' observed and expected
-    statuses, and the micro-cache statuses logged by svc-microcache-mix."""
+    statuses, the micro-cache statuses logged by svc-microcache-mix, and authsvc's record
+    cache hits, misses and store lookups during svc-mix."""
     headers = {
         "floor": {"Authorization": f"Bearer {hot}"},
         "svc-hit": {"Authorization": f"Bearer {hot}"},
@@ -202,6 +205,7 @@ def _measure(
     }
     cache_log = prefix / nginx_conf.MICROCACHE_LOG
     cache: Counter[str] = Counter()
+    records: Counter[str] = Counter()  # svc-mix: authsvc's own record cache, from /metrics
     for round_ in range(args.rounds):
         order = paths[round_ % len(paths) :] + paths[: round_ % len(paths)]
         # Every mix path of a round walks the request file from the same place.
@@ -214,6 +218,8 @@ def _measure(
             elif name in MIX_PATHS:
                 script = REPO / "bench" / "mix.lua"
             logged = cache_log.stat().st_size if cache_log.exists() else 0
+            if name == "svc-mix":
+                records.subtract(_record_cache(ports["admin-mix"]))
             result = run_wrk(
                 f"http://127.0.0.1:{ports[name]}{path}",
                 duration=args.duration,
@@ -228,6 +234,8 @@ def _measure(
                 },
             )
             rounds[name].append(result)
+            if name == "svc-mix":
+                records.update(_record_cache(ports["admin-mix"]))
             print(
                 f"  round {round_ + 1} {name:18} {result.rps:9.0f} req/s  p50 "
                 f"{result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
@@ -248,7 +256,24 @@ def _measure(
                     statuses = Counter(line.split()[-1] for line in log if line.strip())
                 cache.update(statuses)
                 print(f"    micro-cache {dict(statuses)}")
-    return rounds, composition, cache
+    return rounds, composition, cache, records
+
+
+def _record_cache(admin_port: int) -> Counter[str]:
+    """The record cache's hits and misses and the store lookups of an instance so far."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    wanted = {
+        "authsvc_cache_hits_total": "hits",
+        "authsvc_cache_misses_total": "misses",
+        'authsvc_store_lookups_total{result="found"}': "lookups",
+    }
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name in wanted:
+            counts[wanted[name]] = int(float(value))
+    return counts
 
 
 def _shares(counts: dict[int, int]) -> str:

@@ -202,3 +202,18 @@ class TestFraming:
         response = await auth_client.get("/auth", headers=READ_ITEMS)
         assert parsedate_to_datetime(response.headers["Date"]).tzinfo is not None
         assert response.headers["Server"] == ""
+
+
+async def test_prepared_allows_are_bounded_and_stay_right(
+    auth_client: Client, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The memo of allow headers is capped (memory: docs/performance-notes.md); past the
+    cap every token still gets its own identity."""
+    monkeypatch.setattr("authsvc.web.auth.MAX_PREPARED_ALLOWS", 3)
+    minted = [await mint(runtime, "Reader") for _ in range(7)]
+    for _ in range(2):
+        for record, secret in minted:
+            response = await auth_client.get("/auth", headers=asking(secret))
+            assert response.headers["X-Auth-Token-Id"] == record.id
+    handler = auth_client.server.runner.server.request_handler.__self__  # type: ignore[union-attr]
+    assert 0 < len(handler._allows) <= 3

@@ -34,6 +34,11 @@ MAX_HEADER_FIELD = 32 * 1024  # an 8 KiB junk token must get its 401, not a pars
 
 _ALLOW = {"Allow": "GET, HEAD", **ANONYMOUS}
 
+#: Tokens whose allow headers are kept ready (about 0.7 KB each). Far fewer than the record
+#: cache holds: building them costs ~4 µs, so only tokens in steady use need them kept, and
+#: 100,000 of them would cost ~80 MB (measured: the RSS target of docs/performance.md).
+MAX_PREPARED_ALLOWS = 4096
+
 
 def presented_secret(request: web.BaseRequest) -> str | Reason:
     """The presented token-shaped secret, or why there is none, its checksum unchecked.
@@ -84,7 +89,6 @@ class AuthHandler:
         # token id → (the record and configuration they were built from, the blocks).
         # A changed record or a reload is a new object, so it never meets stale headers.
         self._allows: dict[str, tuple[TokenRecord, Config, AllowBlocks]] = {}
-        self._max_allows = max(runtime.live.current.cache.max_entries, 1024)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """The whole listener: ``GET``/``HEAD /auth``, and short refusals for anything else."""
@@ -160,8 +164,8 @@ class AuthHandler:
         if entry is not None and entry[0] is record and entry[1] is config:
             return entry[2]
         blocks = AllowBlocks(record.id, record.name, effective_expiry(record, config.policy))
-        if len(self._allows) >= self._max_allows:
-            self._allows.clear()  # bounded like the record cache; rebuilt as tokens return
+        if len(self._allows) >= MAX_PREPARED_ALLOWS:
+            self._allows.clear()  # the busy tokens come back at once and are rebuilt
         self._allows[record.id] = (record, config, blocks)
         return blocks
 
