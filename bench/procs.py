@@ -36,6 +36,31 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds used) of a process; None once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU seconds used so far by ``root`` and its descendants (nginx's workers, the
+    processes of ``serve --workers``) that are still running."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) is not None:
+            stats[int(entry.name)] = stat
+    total, wanted = 0.0, {root}
+    while wanted:
+        pid = wanted.pop()
+        if pid in stats:
+            total += stats[pid][1]
+            wanted |= {child for child, (parent, _) in stats.items() if parent == pid}
+    return total
+
+
 class Procs:
     def __init__(self, work: Path) -> None:
         self.work = work
@@ -63,6 +88,9 @@ class Procs:
         self._procs[name] = subprocess.Popen(
             argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
         )
+        return self._procs[name].pid
+
+    def pid(self, name: str) -> int:
         return self._procs[name].pid
 
     def stop(self, name: str) -> None:

@@ -191,6 +191,53 @@ def _notes(paths: list[str]) -> str:
     return ("(" + "\n".join(picked) + ")\n") if picked else ""
 
 
+def _sizing(results: dict[str, Any]) -> str:
+    """How many cores nginx and authsvc need per request rate, from this run's CPU times."""
+    cpu = results.get("cpu") or {}
+    if "svc-mix" not in cpu:
+        return ""
+    rows = []
+    labels = {
+        ("svc-mix", "nginx"): "nginx: realip, the auth subrequest, proxying to the API",
+        ("svc-mix", "authsvc"): "authsvc, one process (`serve`)",
+        ("svc-mix-w2", "authsvc"): "authsvc, two workers together (`serve --workers 2`)",
+        ("floor-mix", "floor"): "the floor handler, for comparison",
+    }
+    for (path, part), label in labels.items():
+        if part in cpu.get(path, {}):
+            us = cpu[path][part]
+            rows.append(f"| {label} | {us:,.0f} | {1e6 / us:,.0f} |")
+    nginx, authsvc = cpu["svc-mix"]["nginx"], cpu["svc-mix"]["authsvc"]
+    return f"""## Sizing workers and instances
+
+CPU time each process used on the mix, divided by the requests it served (user + system,
+from /proc; this machine's cores are slow and shared, so read the figures as an upper
+bound for a dedicated core):
+
+| process | CPU µs per request | requests/s per core |
+| --- | ---: | ---: |
+{chr(10).join(rows)}
+
+To serve R requests per second, a host needs about R × ({nginx:,.0f} + {authsvc:,.0f}) µs
+of CPU each second for nginx and authsvc together, plus what the protected API itself
+costs. Give authsvc one worker (`serve --workers N`) per {1e6 / authsvc:,.0f} requests/s
+expected at peak, with a third of headroom, and keep N at or below the cores left once
+nginx has its share; nginx's own `worker_processes auto` takes the rest. Each worker keeps
+its own record cache, so each reads the store on its own misses: the store sees about
+(1 − hit rate) × R reads per second whatever N is (the record cache answered
+{_record_hit_rate(results)} of lookups here). Past one host, run more instances on a
+shared PostgreSQL store behind the same nginx upstream (docs/deployment.md); changes
+reach every instance within the propagation bound.
+
+"""
+
+
+def _record_hit_rate(results: dict[str, Any]) -> str:
+    records = results.get("record_cache") or {}
+    looked_up = records.get("hits", 0) + records.get("misses", 0)
+    return f"{records.get('hits', 0) / looked_up:.0%}" if looked_up else "most"
+
+
 def write_report(args: argparse.Namespace, results: dict[str, Any]) -> None:
     machine = results["machine"]
     options = "".join(
@@ -228,7 +275,7 @@ shares the 2 cores, so absolute numbers are low; the ratios are what to compare.
 Where a target is not met, `docs/performance-notes.md` shows the profile and what stands
 in the way.
 
-{_composition(results)}{micro}"""
+{_sizing(results)}{_composition(results)}{micro}"""
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)

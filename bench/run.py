@@ -19,14 +19,14 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from authsvc.rules.tokens import digest
 from bench import extras, micro, mix, nginx_conf
 from bench.config import KEY, REPO, SHIPPED, shipped_max_entries, write_config
 from bench.data import bulk_tokens, fast_secret
-from bench.procs import Procs, wait_http
+from bench.procs import Procs, cpu_seconds, wait_http
 from bench.report import write_report
 from bench.wrk import Result, run_wrk
 
@@ -55,6 +55,12 @@ MIX_PATHS = {
     "svc-microcache-mix": "svc",
 }
 #: authsvc processes answering each mix path (for req/s per process).
+#: Whose CPU time is counted per request on a path: the process names of bench/procs.py.
+CPU_OF = {
+    "floor-mix": {"nginx": "nginx", "floor": "floor"},
+    "svc-mix": {"nginx": "nginx", "authsvc": "authsvc-mix"},
+    "svc-mix-w2": {"nginx": "nginx", "authsvc": "authsvc-w2"},
+}
 PROCESSES = {"svc-mix": 1, "svc-mix-w2": 2}
 
 
@@ -149,8 +155,8 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
     prefix = work / "nginx"
     procs.nginx(nginx_conf.write(prefix, ports, REPO / "deploy" / "nginx"), ports["plain"])
 
-    rounds, composition, cache, records = _measure(
-        args, ports=ports, hot=hot, mix_file=mix_file, the_mix=the_mix, prefix=prefix
+    rounds, composition, cache, records, cpu = _measure(
+        args, procs, ports=ports, hot=hot, mix_file=mix_file, the_mix=the_mix, prefix=prefix
     )
     results: dict[str, object] = {
         "paths": args.paths,
@@ -160,6 +166,7 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
         "mix": None if the_mix is None else {"summary": mix.summary(the_mix), "runs": composition},
         "microcache": cache if "svc-microcache-mix" in args.paths else None,
         "record_cache": dict(records) if "svc-mix" in args.paths else None,
+        "cpu": cpu,
         "processes": PROCESSES,
         "machine": extras.machine(),
         "args": vars(args),
@@ -176,16 +183,24 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
 
 def _measure(
     args: argparse.Namespace,
+    procs: Procs,
     *,
     ports: dict[str, int],
     hot: str,
     mix_file: Path,
     the_mix: mix.Mix | None,
     prefix: Path,
-) -> tuple[dict[str, list[Result]], dict[str, dict[str, Counter[int]]], Counter[str], Counter[str]]:
+) -> tuple[
+    dict[str, list[Result]],
+    dict[str, dict[str, Counter[int]]],
+    Counter[str],
+    Counter[str],
+    dict[str, dict[str, float]],
+]:
     """The interleaved rounds: results per path, the mix paths' observed and expected
-    statuses, the micro-cache statuses logged by svc-microcache-mix, and authsvc's record
-    cache hits, misses and store lookups during svc-mix."""
+    statuses, the micro-cache statuses logged by svc-microcache-mix, authsvc's record
+    cache hits, misses and store lookups during svc-mix, and the CPU time per request of
+    nginx and the service on the mix paths (µs, over all their rounds)."""
     headers = {
         "floor": {"Authorization": f"Bearer {hot}"},
         "svc-hit": {"Authorization": f"Bearer {hot}"},
@@ -206,6 +221,8 @@ def _measure(
     cache_log = prefix / nginx_conf.MICROCACHE_LOG
     cache: Counter[str] = Counter()
     records: Counter[str] = Counter()  # svc-mix: authsvc's own record cache, from /metrics
+    # CPU seconds and requests per mix path, for nginx and the authsvc instance it asks
+    cpu_used = {name: defaultdict[str, float](float) for name in CPU_OF if name in paths}
     for round_ in range(args.rounds):
         order = paths[round_ % len(paths) :] + paths[: round_ % len(paths)]
         # Every mix path of a round walks the request file from the same place.
@@ -220,6 +237,9 @@ def _measure(
             logged = cache_log.stat().st_size if cache_log.exists() else 0
             if name == "svc-mix":
                 records.subtract(_record_cache(ports["admin-mix"]))
+            watched = {part: procs.pid(proc) for part, proc in CPU_OF.get(name, {}).items()}
+            for part, pid in watched.items():
+                cpu_used[name][part] -= cpu_seconds(pid)
             result = run_wrk(
                 f"http://127.0.0.1:{ports[name]}{path}",
                 duration=args.duration,
@@ -234,6 +254,10 @@ def _measure(
                 },
             )
             rounds[name].append(result)
+            for part, pid in watched.items():
+                cpu_used[name][part] += cpu_seconds(pid)
+            if watched:
+                cpu_used[name]["requests"] += result.requests
             if name == "svc-mix":
                 records.update(_record_cache(ports["admin-mix"]))
             print(
@@ -256,7 +280,12 @@ def _measure(
                     statuses = Counter(line.split()[-1] for line in log if line.strip())
                 cache.update(statuses)
                 print(f"    micro-cache {dict(statuses)}")
-    return rounds, composition, cache, records
+    cpu = {
+        name: {part: used[part] / used["requests"] * 1e6 for part in CPU_OF[name]}
+        for name, used in cpu_used.items()
+        if used["requests"]
+    }
+    return rounds, composition, cache, records, cpu
 
 
 def _record_cache(admin_port: int) -> Counter[str]:
