@@ -217,3 +217,23 @@ async def test_prepared_allows_are_bounded_and_stay_right(
             assert response.headers["X-Auth-Token-Id"] == record.id
     handler = auth_client.server.runner.server.request_handler.__self__  # type: ignore[union-attr]
     assert 0 < len(handler._allows) <= 3
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        pytest.param({"X-Original-URI": "/api/v1/items/../admin"}, id="bad-path"),
+        pytest.param({"X-Original-Method": "get"}, id="bad-method"),
+        pytest.param({"X-Original-URI": ""}, id="no-target"),
+    ],
+)
+async def test_a_malformed_secret_is_refused_before_the_request_description(
+    auth_client: Client, runtime: Runtime, description: dict[str, str]
+) -> None:
+    """Rule 2 (a well-formed secret) comes before rule 3 (a usable description), also now
+    that the checksum is verified after the cache: a token-shaped secret with a wrong
+    checksum is 401 malformed_token whatever the description holds."""
+    _, secret = await mint(runtime, "Reader")
+    wrong = secret[:-1] + ("A" if secret[-1] != "A" else "B")
+    response = await auth_client.get("/auth", headers=asking(wrong, **description))
+    assert (response.status, response.headers["X-Auth-Reason"]) == (401, "malformed_token")

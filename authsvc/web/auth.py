@@ -112,6 +112,13 @@ class AuthHandler:
         secret = presented_secret(request)
         if isinstance(secret, Reason):
             return secret, denial(secret)
+        # A malformed secret is refused before the request description is read (the order
+        # of docs/auth-endpoint.md). Its checksum is computed only when the cache does not
+        # know the secret: a cached record proves it was issued, and so well formed.
+        token_digest = self._service.digest(secret)
+        record = self._cache.get(token_digest)
+        if record is None and not has_valid_checksum(secret):
+            return Reason.MALFORMED_TOKEN, denial(Reason.MALFORMED_TOKEN)
         headers = request.headers
         described = describe(
             headers.get("X-Original-Method"),
@@ -123,10 +130,8 @@ class AuthHandler:
         if isinstance(described, Rejected):
             reason = Reason(described.reason)
             return reason, denial(reason)
-        token_digest = self._service.digest(secret)
-        record = self._cache.get(token_digest)
         if record is None:
-            found = await self._lookup(secret, token_digest)
+            found = await self._lookup(token_digest)
             if isinstance(found, Reason):
                 return found, denial(found)
             record = found
@@ -137,19 +142,18 @@ class AuthHandler:
         if reason is not Reason.OK:
             return reason, denial(reason)
         self._usage.note(record.id, now, described.client_ip)
+        return reason, self._allow(record, config, now)
+
+    def _allow(self, record: TokenRecord, config: Config, now: float) -> PreparedAnswer:
         blocks = self._allow_blocks(record, config)
         # nginx counts X-Accel-Expires in whole seconds from when it stores the answer,
         # so a 1 s hint can be reused for up to 2 s: the token must stay valid that long.
         if is_expired(record, config.policy, now + 2 * MICROCACHE_SECONDS):
-            return reason, PreparedAnswer(200, blocks.not_reusable)
-        return reason, PreparedAnswer(200, blocks.reusable)
+            return PreparedAnswer(200, blocks.not_reusable)
+        return PreparedAnswer(200, blocks.reusable)
 
-    async def _lookup(self, secret: str, token_digest: bytes) -> TokenRecord | Reason:
-        """A cache miss. Only here is the checksum worth computing: a cached record proves
-        the secret was issued (and so well formed); a typo or junk is refused before the
-        store is asked."""
-        if not has_valid_checksum(secret):
-            return Reason.MALFORMED_TOKEN
+    async def _lookup(self, token_digest: bytes) -> TokenRecord | Reason:
+        """A cache miss of a well-formed secret with a usable request: ask the store."""
         self._counts.cache_misses += 1
         try:
             record = await self._lookups.find(token_digest)
