@@ -20,21 +20,28 @@ from pathlib import Path
 from typing import Any
 
 from authsvc.cli_args import DEFAULT_CONFIG, build_parser
+from authsvc.cli_explain import run_explain
 from authsvc.config import Config, ConfigError
 from authsvc.config.check import refusals
 from authsvc.config.load import load_config
 from authsvc.rules.policy import Refused
-from authsvc.rules.tokens import TokenRecord, is_token_id
+from authsvc.rules.tokens import TokenRecord, is_token_id, redact_secrets
 from authsvc.service.runtime import Runtime
 from authsvc.service.secret_key import SecretKeyError
 from authsvc.service.token_service import CLI_ACTOR
 from authsvc.service.token_view import token_object
-from authsvc.store import StoreError, TokenStore, open_store
+from authsvc.store import ListQuery, StatusBasis, StoreError, TokenStore, open_store
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 LOG_LEVEL_ENV = "AUTHSVC_LOG_LEVEL"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_ALL = 2**62  # a LIMIT that stands for "no limit" in both stores' SQL
+_MAX_STDIN = 4096  # a secret is 57 characters; more is not one secret
+_EMPTY_HINTS = {
+    False: "no tokens yet: make one with authsvc token create",
+    True: "no token matches --status / --expiring",
+}
 
 
 def config_path(option: Path | None) -> Path:
@@ -135,10 +142,18 @@ def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
     token_id = getattr(args, "id", None)
     if token_id is not None and not is_token_id(token_id):
         return fail(
-            f"{token_id[:40]!r} is not a token id: ids look like tok_ and 16 hex digits "
+            # a secret pasted where the id belongs is not repeated
+            f"{redact_secrets(token_id[:40])!r} is not a token id: ids look like tok_ and "
+            "16 hex digits "
             "(see: authsvc token list)"
         )
-    return asyncio.run(_token(config, store, args))
+    if args.command == "explain":
+        return asyncio.run(run_explain(config, store, args))
+    if args.action == "revoke":
+        work = _revoke(config, store, as_json=args.json)
+    else:
+        work = _token(config, store, args)
+    return asyncio.run(work)
 
 
 def _serve(args: argparse.Namespace, config: Config) -> int:
@@ -184,15 +199,18 @@ async def _token(config: Config, store: TokenStore, args: argparse.Namespace) ->
             )
             _print_tokens([record], config, now, as_json=args.json, single=True)
         elif args.action == "rotate":
-            record, secret = await service.rotate(actor=CLI_ACTOR, client=None, token_id=args.id)
+            record, secret = await service.rotate(
+                actor=CLI_ACTOR, client=None, token_id=args.id, grace=args.grace
+            )
             _print_secret(token_object(record, policy, now), secret, as_json=args.json)
         elif args.action == "show":
             record = await service.get(args.id)
             _print_tokens([record], config, now, as_json=args.json, single=True)
         elif args.action == "list":
-            records = await runtime.store.all_tokens()
+            records = await _listed(runtime.store, args, StatusBasis.of(policy, now))
             if not records and not args.json:
-                print("no tokens yet: make one with authsvc token create", file=sys.stderr)
+                filtered = args.status is not None or args.expiring is not None
+                print(_EMPTY_HINTS[filtered], file=sys.stderr)
             _print_tokens(records, config, now, as_json=args.json, single=False)
         else:
             await service.delete(actor=CLI_ACTOR, client=None, token_id=args.id)
@@ -200,6 +218,44 @@ async def _token(config: Config, store: TokenStore, args: argparse.Namespace) ->
         return 0
     finally:
         await runtime.close()
+
+
+async def _listed(
+    store: TokenStore, args: argparse.Namespace, basis: StatusBasis
+) -> list[TokenRecord]:
+    """Every token by name; with ``--status`` / ``--expiring`` only those matching, as the
+    store filters them (the admin API's ``status`` and ``expires_within``)."""
+    if args.status is None and args.expiring is None:
+        return await store.all_tokens()
+    # one query, so the listing is one snapshot: every match exactly once
+    query = ListQuery(status=args.status, expires_within=args.expiring, basis=basis, limit=_ALL)
+    return (await store.list_tokens(query))[1]
+
+
+async def _revoke(config: Config, store: TokenStore, *, as_json: bool) -> int:
+    """``token revoke``: the secret comes on stdin, never on the command line (where other
+    users of the host could read it, and the shell history would keep it)."""
+    secret = sys.stdin.read(_MAX_STDIN).strip()
+    if not secret:
+        return fail('no secret on stdin: echo "$SECRET" | authsvc token revoke')
+    runtime = await Runtime.open(config, store=store)
+    try:
+        token_id, revoked = await runtime.service.revoke_leaked(
+            actor=CLI_ACTOR, client=None, secret=secret
+        )
+    finally:
+        await runtime.close()
+    if as_json:
+        print(json.dumps({"id": token_id, "revoked": revoked}))
+    elif revoked == "token":
+        print(f"revoked {token_id}: the token is deleted", file=sys.stderr)
+    else:
+        print(
+            f"revoked the previous secret of {token_id}: its grace has ended, the current "
+            "secret keeps working",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _print_secret(token: dict[str, Any], secret: str, *, as_json: bool) -> None:
@@ -232,7 +288,8 @@ def _print_tokens(
     print(f"{'ID':<20} {'STATUS':<8} {'EXPIRES':<20} {'NAME':<30} PERMISSIONS")
     for token in objects:
         print(
-            f"{token['id']:<20} {token['status']:<8} {token['expires_at'] or 'never':<20} "
+            f"{token['id']:<20} {token['status']:<8} "
+            f"{token['effective_expires_at'] or 'never':<20} "
             f"{token['name']:<30} {','.join(token['permissions'])}"
         )
 

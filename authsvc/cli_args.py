@@ -7,6 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from authsvc.cli_explain import add_explain_parser
+from authsvc.rules.durations import parse_duration
+
 DEFAULT_CONFIG = "config/authsvc.yaml"
 
 #: ``--permission P`` of ``token create`` and ``token update``: repeat for several.
@@ -59,11 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ip-filter", help="name of an IP filter from the configuration")
     create.add_argument("--json", action="store_true", help="print a JSON object")
     listing = actions.add_parser("list", help="list tokens")
+    listing.add_argument(
+        "--status",
+        choices=("active", "expired", "blocked"),
+        help="only tokens with this status under the policy in the file",
+    )
+    listing.add_argument(
+        "--expiring",
+        type=_window,
+        metavar="DURATION",
+        help="only active tokens that stop working within this time from now: 12h, 7d",
+    )
     listing.add_argument("--json", action="store_true")
     for name, text in (("show", "show one token"), ("rotate", "issue a new secret")):
         sub = actions.add_parser(name, help=text)
         sub.add_argument("id")
         sub.add_argument("--json", action="store_true")
+        if name == "rotate":
+            sub.add_argument(
+                "--grace",
+                metavar="DURATION",
+                help="keep the old secret working this long (at most 7d), or until the new "
+                "one is first used: 30m, 1h, 2d",
+            )
+    revoke = actions.add_parser(
+        "revoke",
+        help="revoke a leaked secret read from stdin: its token is deleted (a previous "
+        "secret in its grace: only that grace ends)",
+    )
+    revoke.add_argument("--json", action="store_true", help='print {"id", "revoked"}')
     update = actions.add_parser(
         "update", help="replace a token's permissions (if the policy allows permission updates)"
     )
@@ -72,12 +99,22 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--json", action="store_true")
     actions.add_parser("delete", help="delete a token").add_argument("id")
 
+    add_explain_parser(commands)
+
     config = commands.add_parser("config", help="configuration tools")
     config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")
     config_actions.add_parser(
         "check", help="validate the file and list tokens its policy would refuse"
     )
     return parser
+
+
+def _window(text: str) -> int:
+    """``--expiring``: a duration in m, h or d, as seconds."""
+    try:
+        return parse_duration(text, units="mhd")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:

@@ -53,6 +53,7 @@ TOKEN_FIELDS = frozenset(
         "created_at",
         "expires_at",
         "effective_expires_at",
+        "previous_secret_expires_at",
         "status",
         "created_by",
         "last_used_at",

@@ -46,6 +46,7 @@ class TestCreate:
             "created_at": rfc3339(NOW),
             "expires_at": rfc3339(NOW + 30 * DAY),
             "effective_expires_at": rfc3339(NOW + 30 * DAY),
+            "previous_secret_expires_at": None,
             "status": "active",
             "created_by": admin[0].id,
             "last_used_at": None,

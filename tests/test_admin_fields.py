@@ -180,6 +180,19 @@ FIELD_ERRORS = [
         {}, LIST, f"{TOKENS}?page=2", ABSENT, 400, "invalid_query", "page", id="q-unknown"
     ),
     pytest.param(
+        {}, LIST, f"{TOKENS}?status=gone", ABSENT, 400, "invalid_query", "status", id="q-status"
+    ),
+    pytest.param(
+        {},
+        LIST,
+        f"{TOKENS}?expires_within=7w",
+        ABSENT,
+        400,
+        "invalid_query",
+        "expires_within",
+        id="q-expires-within",
+    ),
+    pytest.param(
         {},
         LIST,
         f"{TOKENS}?limit=1&limit=2",
@@ -188,6 +201,48 @@ FIELD_ERRORS = [
         "invalid_query",
         "limit",
         id="q-repeated",
+    ),
+    # rotation with a grace, and the revocation of a leaked secret (SPEC §11)
+    pytest.param(
+        {},
+        "POST",
+        f"{TOKENS}/{{id}}/rotate",
+        {"grace": "30s"},
+        422,
+        "invalid_grace",
+        "grace",
+        id="invalid-grace",
+    ),
+    pytest.param(
+        {},
+        "POST",
+        f"{TOKENS}/{{id}}/rotate",
+        {"grace": "8d"},
+        422,
+        "grace_too_long",
+        "grace",
+        id="grace-too-long",
+    ),
+    pytest.param(
+        {},
+        "POST",
+        f"{TOKENS}/revoke",
+        {"token": "junk"},
+        422,
+        "malformed_token",
+        "token",
+        id="malformed-token",
+    ),
+    # explaining a decision (SPEC §11)
+    pytest.param(
+        {},
+        "POST",
+        "/admin/v1/explain",
+        {"token_id": "tok_0000000000000000", "method": "GET", "uri": "/", "ip": "10.0.0.300"},
+        422,
+        "invalid_ip",
+        "ip",
+        id="explain-invalid-ip",
     ),
 ]
 

@@ -639,7 +639,7 @@ class TestMigrate:
         cli = Cli(tmp_path, write_config(tmp_path, store=store_url))
         first = cli.run("migrate")
         assert first.status == 0, first.stderr
-        assert "schema is at version 1" in first.stdout
+        assert "schema is at version 2" in first.stdout
         again = cli.run("migrate")  # idempotent
         assert again.status == 0
         assert cli.run("token", "list", "--json").status == 0

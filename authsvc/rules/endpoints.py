@@ -129,14 +129,17 @@ class _Node:
     def __init__(self) -> None:
         self.literals: dict[str, _Node] = {}
         self.variable: _Node | None = None
-        self.rest = False  # a {name...} template ends here
-        self.end = False  # a template ends exactly here
+        # The first template inserted that ends here, so a match can say which one it was
+        # (templates that end at the same node match exactly the same requests).
+        self.rest: EndpointTemplate | None = None  # a {name...} template ends here
+        self.end: EndpointTemplate | None = None  # a template ends exactly here
 
-    def insert(self, segments: tuple[Segment, ...]) -> None:
+    def insert(self, template: EndpointTemplate) -> None:
         node = self
-        for segment in segments:
+        for segment in template.segments:
             if segment.kind is SegmentKind.REST:
-                node.rest = True
+                if node.rest is None:
+                    node.rest = template
                 return
             if segment.kind is SegmentKind.VARIABLE:
                 if node.variable is None:
@@ -144,22 +147,27 @@ class _Node:
                 node = node.variable
             else:
                 node = node.literals.setdefault(segment.value, _Node())
-        node.end = True
+        if node.end is None:
+            node.end = template
 
-    def match(self, segments: tuple[str, ...], index: int) -> bool:
+    def match(self, segments: tuple[str, ...], index: int) -> EndpointTemplate | None:
         # Every trie node sits at one depth, so each is visited at most once per call:
         # the work is bounded by the trie's size, however the templates overlap.
         if index == len(segments):
             return self.end
         segment = segments[index]
-        if self.rest and segment:
-            return True
         child = self.literals.get(segment)
-        if child is not None and child.match(segments, index + 1):
-            return True
-        return (
-            bool(segment) and self.variable is not None and self.variable.match(segments, index + 1)
-        )
+        if child is not None:
+            found = child.match(segments, index + 1)
+            if found is not None:
+                return found
+        if not segment:
+            return None  # variables and {name...} need a non-empty segment
+        if self.variable is not None:
+            found = self.variable.match(segments, index + 1)
+            if found is not None:
+                return found
+        return self.rest
 
 
 class PermissionMatcher:
@@ -186,14 +194,20 @@ class PermissionMatcher:
             else:
                 targets = (template.method,)
             for method in targets:
-                roots[method].insert(template.segments)
+                roots[method].insert(template)
         self._any = roots.pop(ANY_METHOD)
         self._roots = roots
 
-    def matches(self, method: str, segments: tuple[str, ...]) -> bool:
-        """True if some template matches ``method`` and the canonical path ``segments``
-        (as returned by :func:`split_path`)."""
+    def first_match(self, method: str, segments: tuple[str, ...]) -> EndpointTemplate | None:
+        """A template that matches ``method`` and the canonical path ``segments`` (as
+        returned by :func:`split_path`), or None. At each segment a literal is tried
+        before a ``{name}``, and that before a ``{name...}``: of several matching
+        templates, the one most literal from the left is reported."""
         return self._roots.get(method, self._any).match(segments, 0)
+
+    def matches(self, method: str, segments: tuple[str, ...]) -> bool:
+        """True if some template matches ``method`` and the canonical path ``segments``."""
+        return self.first_match(method, segments) is not None
 
     def __repr__(self) -> str:
         return f"PermissionMatcher({[t.text for t in self.templates]!r})"

@@ -1,8 +1,10 @@
 """IP filters (ordered allow/deny rules) and network sets, compiled to integers.
 
 A filter is compiled once per configuration load: every rule becomes ``(network, mask,
-allow)`` over plain integers, kept in one list per address family, so matching a client is
-a short loop of ``value & mask == network`` with no object allocation.
+rule)`` over plain integers, kept in one list per address family, so matching a client is
+a short loop of ``value & mask == network`` with no object allocation; ``rule`` is the
+prebuilt :class:`FilterRule` (allow or deny, and the text as written), so the answer also
+says which rule decided (the explain call shows it) at no extra cost.
 
 Decisions documented here (docs/configuration.md leaves them open):
 
@@ -37,8 +39,21 @@ _MAPPED_PREFIX = 0xFFFF  # the upper 96 bits of ::ffff:0:0/96
 # plus a zone id; anything longer is junk and is refused before parsing.
 _MAX_CLIENT_IP_LENGTH = 100
 
-# (network, mask, allow) over one family's integers.
-_Rule: TypeAlias = tuple[int, int, bool]
+
+@dataclass(frozen=True, slots=True)
+class FilterRule:
+    """One rule as it decides: allow or deny, and its text as written. Built once per
+    configuration load, so reporting which rule decided costs the hot path nothing."""
+
+    allow: bool
+    text: str
+
+
+#: What decides when no rule of a filter matches (and for a filter that no longer exists).
+DEFAULT_DENY = FilterRule(allow=False, text="default deny")
+
+# (network, mask, the rule) over one family's integers.
+_Rule: TypeAlias = tuple[int, int, FilterRule]
 # (mask, networks with that mask) over one family's integers.
 _MaskGroup: TypeAlias = tuple[int, frozenset[int]]
 
@@ -148,17 +163,21 @@ class IpFilter:
     v4: tuple[_Rule, ...] = field(repr=False)
     v6: tuple[_Rule, ...] = field(repr=False)
 
-    def allows(self, ip: IPAddress) -> bool:
-        """True when the first rule that matches ``ip`` is ``allow``; False when none does.
+    def rule_for(self, ip: IPAddress) -> FilterRule:
+        """The rule that decides for ``ip``: the first that matches, else DEFAULT_DENY.
 
         An IPv6 client is only compared with IPv6 rules (and ``all``), so an IPv6 client
         against IPv4-only rules falls through to the default denial.
         """
         is_v4, value = _to_family(ip)
-        for network, mask, allow in self.v4 if is_v4 else self.v6:
+        for network, mask, rule in self.v4 if is_v4 else self.v6:
             if value & mask == network:
-                return allow
-        return False
+                return rule
+        return DEFAULT_DENY
+
+    def allows(self, ip: IPAddress) -> bool:
+        """True when the rule that decides for ``ip`` is an ``allow``."""
+        return self.rule_for(ip).allow
 
 
 def compile_ip_filter(name: str, text: str) -> IpFilter:
@@ -180,12 +199,12 @@ def compile_ip_filter(name: str, text: str) -> IpFilter:
             )
         if len(words) != 2:
             raise IpFilterError(number, "expected '<allow|deny> <target>' (one target per line)")
-        allow = words[0] == "allow"
+        decides = FilterRule(allow=words[0] == "allow", text=rule)
         if words[1] == "all":
             if not v4_closed:
-                v4.append((0, 0, allow))
+                v4.append((0, 0, decides))
             if not v6_closed:
-                v6.append((0, 0, allow))
+                v6.append((0, 0, decides))
             v4_closed = v6_closed = True
         else:
             try:
@@ -193,10 +212,10 @@ def compile_ip_filter(name: str, text: str) -> IpFilter:
             except ValueError as exc:
                 raise IpFilterError(number, str(exc)) from None
             if version == 4 and not v4_closed:
-                v4.append((network, mask, allow))
+                v4.append((network, mask, decides))
                 v4_closed = mask == 0
             elif version == 6 and not v6_closed:
-                v6.append((network, mask, allow))
+                v6.append((network, mask, decides))
                 v6_closed = mask == 0
         rules.append(rule)
     if not rules:
@@ -249,6 +268,8 @@ class NetworkSet:
 
 
 __all__ = [
+    "DEFAULT_DENY",
+    "FilterRule",
     "IPAddress",
     "IpFilter",
     "IpFilterError",

@@ -15,6 +15,10 @@ import sys
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
+
+from authsvc.rules.durations import parse_duration
+from authsvc.rules.policy import Refused
 
 PREFIX = "authsvc_"
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -112,7 +116,13 @@ def shared_permissions(names: Iterable[str]) -> frozenset[str]:
 
 @dataclass(frozen=True, slots=True)
 class TokenRecord:
-    """A stored token, without its secret. Times are UTC epoch seconds."""
+    """A stored token, without its secret. Times are UTC epoch seconds.
+
+    After a rotation with a grace period the token has two secrets: ``grace_ends_at`` is
+    when the previous one stops by itself (None: no previous secret). The record found by
+    the previous secret's digest has ``via_previous`` set; the one found by the current
+    secret, by id or in a listing has not.
+    """
 
     id: str
     name: str
@@ -123,6 +133,48 @@ class TokenRecord:
     created_by: str
     last_used_at: float | None = None
     last_used_ip: str | None = None
+    grace_ends_at: float | None = None
+    via_previous: bool = False
+
+
+#: The longest grace period a rotation may give the previous secret.
+MAX_GRACE_SECONDS = 7 * 86400
+_NO_GRACE = re.compile(r"0[mhd]", re.ASCII)
+
+
+def check_grace(value: object) -> int | None:
+    """The grace period of a rotation in seconds, or None for none (absent, null or a zero
+    like ``"0m"``). Units ``m``, ``h``, ``d``; at most 7 days. Raises :class:`Refused`
+    (``invalid_grace`` / ``grace_too_long``, field ``grace``)."""
+    if value is None or (isinstance(value, str) and _NO_GRACE.fullmatch(value)):
+        return None
+    try:
+        seconds = parse_duration(cast(str, value), units="mhd")
+    except ValueError as error:
+        raise Refused("invalid_grace", f"grace: {error}.", field="grace") from None
+    if seconds > MAX_GRACE_SECONDS:
+        raise Refused(
+            "grace_too_long",
+            f"grace {value!r} is longer than the 7d a previous secret may be kept.",
+            field="grace",
+        )
+    return seconds
+
+
+def previous_secret_ends_at(record: TokenRecord, expiry: float | None) -> float | None:
+    """When the previous secret stops: the earlier of the grace's end and ``expiry`` (the
+    token's effective expiry), or None when there is no previous secret."""
+    grace = record.grace_ends_at
+    if grace is None:
+        return None
+    return grace if expiry is None or grace <= expiry else expiry
+
+
+def secret_ended(record: TokenRecord, now: float) -> bool:
+    """Whether ``record`` was found by a previous secret whose grace is over: that secret
+    then matches nothing, as if it were unknown."""
+    grace = record.grace_ends_at
+    return record.via_previous and grace is not None and now >= grace
 
 
 def redact_secrets(text: str) -> str:

@@ -15,21 +15,39 @@ into 500s). Two things bound that cost:
   answered as unknown without asking the store.
 
 An attacker cannot aim at the known set: the digest is an HMAC under the instance's key.
+A previous secret still kept after a rotation with a grace counts as existing: the store
+lists its digest with the others, and the rotation logs it as a change.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable
+from enum import Enum
+from typing import Literal
 
-from authsvc.rules.tokens import TokenRecord
+from authsvc.rules.tokens import TokenRecord, secret_ended
 from authsvc.service.metrics import Metrics
 from authsvc.service.token_service import TokenService
 
 PREFIX_BYTES = 8
+
+
+class _Spent(Enum):
+    SPENT = "the budget for unknown digests is spent"
+
+
+class BudgetSpent(Exception):  # an answer, not a failure
+    """The budget for unknown digests is spent: the caller should try again after
+    ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many unknown secrets: try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 def _prefix(digest: bytes) -> int:
@@ -113,6 +131,12 @@ class LookupBudget:
         """Give back a lookup that found a token."""
         self._level = min(self._rate, self._level + 1.0)
 
+    def retry_after(self) -> int:
+        """Whole seconds (at least 1) until the budget allows a lookup again."""
+        self._refill()
+        missing = 1.0 - self._level
+        return max(1, math.ceil(missing / self._rate)) if self._rate > 0 else 1
+
     def _refill(self) -> None:
         now = self._clock()
         self._level = min(self._rate, self._level + (now - self._at) * self._rate)
@@ -140,12 +164,30 @@ class TokenLookups:
     async def find(self, token_digest: bytes) -> TokenRecord | None:
         """The record, or None when no such token exists or the budget for unknown digests
         is spent. Raises StoreUnavailable like the store."""
+        found = await self._find(token_digest)
+        return None if found is _Spent.SPENT else found
+
+    async def resolve(self, token_digest: bytes, now: float) -> TokenRecord | None:
+        """The record from the cache, else :meth:`find`; None also for a previous secret
+        whose grace is over (for callers off the hot path: the admin API)."""
+        record = self._service.cached(token_digest) or await self.find(token_digest)
+        return None if record is None or secret_ended(record, now) else record
+
+    async def find_within_budget(self, token_digest: bytes) -> TokenRecord | None:
+        """The record, or None when no such token exists; :class:`BudgetSpent` instead of
+        a lookup when the digest is not known to exist and the budget is spent."""
+        found = await self._find(token_digest)
+        if found is _Spent.SPENT:
+            raise BudgetSpent(self.budget.retry_after())
+        return found
+
+    async def _find(self, token_digest: bytes) -> TokenRecord | Literal[_Spent.SPENT] | None:
         # Until the set is loaded (the first second or so after start) every token counts
         # as known: refusing real tokens would be worse than an unbounded start-up.
         known = not self.known.loaded or token_digest in self.known
         if not known and not self.budget.take():
             self._metrics.unknown_lookups_skipped.inc()
-            return None
+            return _Spent.SPENT
         record = await self._service.lookup(token_digest)
         if record is None:
             self._not_found.inc()

@@ -130,6 +130,26 @@ class Metrics:
         self.admin_requests = Counter(
             "authsvc_admin_requests", "Admin API responses by status", ["status"], registry=r
         )
+        # The token gauges: counted in the store by service.token_gauges. Their series
+        # appear with the first count, so a store that was down from the start shows no
+        # made-up zeros.
+        self.tokens = Gauge(
+            "authsvc_tokens",
+            "Tokens in the store by derived status: active, expired, blocked",
+            ["status"],
+            registry=r,
+        )
+        self.tokens_expiring = Gauge(
+            "authsvc_tokens_expiring",
+            "Active tokens whose effective expiry falls within the window from now",
+            ["within"],
+            registry=r,
+        )
+        self.tokens_counted_at = Gauge(
+            "authsvc_tokens_counted_timestamp_seconds",
+            "Unix time of the last successful count behind authsvc_tokens (0: none yet)",
+            registry=r,
+        )
         self.share = WorkerShare.from_environ(r, environ)
         if self.share is not None:
             # Started here because every `serve` builds its Metrics inside its running event
@@ -149,3 +169,14 @@ class Metrics:
 
     def config_failed(self) -> None:
         self.config_reload_ok.set(0)
+
+    def set_token_counts(
+        self, by_status: Mapping[str, int], expiring: Mapping[str, int], when: float
+    ) -> None:
+        """Set the token gauges from one count: tokens per status, and active tokens
+        expiring per window (``"7d"`` → count)."""
+        for status, count in by_status.items():
+            self.tokens.labels(status=status).set(count)
+        for within, count in expiring.items():
+            self.tokens_expiring.labels(within=within).set(count)
+        self.tokens_counted_at.set(when)

@@ -55,6 +55,11 @@ class ChangeFeed:
         self._loop = Background("authsvc-change-poll", self._poll)
         self._seq = 0
 
+    @property
+    def position(self) -> int:
+        """The change-log mark up to which changes have been applied here."""
+        return self._seq
+
     async def start(self) -> None:
         """Begin following changes (before the cache fills)."""
         self._seq = await self._store.latest_change()

@@ -19,6 +19,7 @@ from authsvc.service.metrics import Metrics
 from authsvc.service.propagation import POLL_INTERVAL, ChangeFeed
 from authsvc.service.reload import ConfigReloader
 from authsvc.service.secret_key import load_secret_key
+from authsvc.service.token_gauges import TokenGauges
 from authsvc.service.token_service import TokenService
 from authsvc.service.usage import UsageRecorder
 from authsvc.store import TokenStore, open_store
@@ -79,6 +80,10 @@ class Runtime:
             poll_interval=poll_interval,
         )
 
+    def token_gauges(self) -> TokenGauges:
+        """The background count behind /metrics' token gauges (``serve`` starts it)."""
+        return TokenGauges(self.store, self.live, self.metrics, self.clock)
+
     def reloader(self, path: Path, *, interval: float = 0.2, settle: float = 0.5) -> ConfigReloader:
         """The reloader that swaps this runtime's configuration when ``path`` changes."""
         return ConfigReloader(
@@ -95,4 +100,5 @@ class Runtime:
 
     async def close(self) -> None:
         await self.usage.stop()
+        await self.service.close()  # store writes started off the request path
         await self.store.close()

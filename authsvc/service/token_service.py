@@ -9,16 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeAlias
 
 from authsvc.rules import delegation, policy
+from authsvc.rules.durations import format_duration
 from authsvc.rules.policy import Refused
-from authsvc.rules.tokens import TokenRecord, digest, is_token_id, new_secret, new_token_id
+from authsvc.rules.tokens import (
+    TokenRecord,
+    check_grace,
+    digest,
+    is_token_id,
+    new_secret,
+    new_token_id,
+)
 from authsvc.service.audit import AuditLog
 from authsvc.service.cache import RecordCache
+from authsvc.service.grace import GraceEnder
 from authsvc.service.live import LiveConfig
+from authsvc.service.revocation import SECRET_HOLDER, LeakedSecrets, Revoked
 from authsvc.store import ListQuery, NameTaken, TokenStore
+
+__all__ = ["CLI_ACTOR", "SECRET_HOLDER", "Actor", "Revoked", "TokenService"]
 
 CLI_ACTOR = "cli"
 
@@ -63,11 +75,22 @@ class TokenService:
         self._key = key
         # digest -> (cache generation when the read began, its result)
         self._inflight: dict[bytes, tuple[int, asyncio.Future[TokenRecord | None]]] = {}
+        #: Ends graces on the first use of the new secret (the /auth handler reports it).
+        self.graces = GraceEnder(store, cache, audit, clock)
+        self._leaks = LeakedSecrets(store, cache, audit, clock, digest=self.digest)
+
+    async def close(self) -> None:
+        """Finish the writes started off the request path."""
+        await self.graces.close()
 
     # -- lookups ---------------------------------------------------------------------
 
     def digest(self, secret: str) -> bytes:
         return digest(self._key, secret)
+
+    def cached(self, token_digest: bytes) -> TokenRecord | None:
+        """The record for a digest if the cache holds it (never awaits)."""
+        return self._cache.get(token_digest)
 
     async def lookup(self, token_digest: bytes) -> TokenRecord | None:
         """The record for a digest from the cache, else the store (one query per digest
@@ -89,6 +112,8 @@ class TokenService:
         self._inflight[token_digest] = entry
         try:
             record = await self._store.get_by_digest(token_digest)
+            if record is not None and record.via_previous and self.graces.ended(record):
+                record = None  # ended here; the store may not have committed that yet
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # mark retrieved: waiters re-raise it, nobody must
@@ -192,24 +217,40 @@ class TokenService:
         return record
 
     async def rotate(
-        self, *, actor: Actor, client: str | None, token_id: str
+        self, *, actor: Actor, client: str | None, token_id: str, grace: object = None
     ) -> tuple[TokenRecord, str]:
-        """A new secret for the same token; the old secret stops working at once. A
-        calling token gets it only for a token within its reach (it could have made it)."""
+        """A new secret for the same token. Without a ``grace`` (a duration up to 7d) the
+        old secret stops working at once; with one it keeps working until the grace ends
+        or the new secret is first used. A previous secret still in an earlier grace stops
+        at once either way. A calling token gets the new secret only for a token within
+        its reach (it could have made it)."""
         actor_id, bound = _who(actor)
         if not is_token_id(token_id):
             raise _not_found(token_id)
+        seconds = check_grace(grace)
         if bound is not None:
             delegation.bound_rotate(bound, await self.get(token_id), self._live.current.policy)
         secret = new_secret()
-        result = await self._store.replace_digest(token_id, self.digest(secret))
+        swap = self._store.replace_digest
+        if seconds is None:
+            result = await swap(token_id, self.digest(secret))
+        else:
+            ends = self._clock() + seconds
+            result = await swap(token_id, self.digest(secret), grace_ends_at=ends)
         if result is None:
             raise _not_found(token_id)
         old_digest, record = result
+        self.graces.rotated(token_id)
         self._cache.invalidate(digest=old_digest, token_id=token_id)
         if bound is not None:
             self._withhold_if_beyond(bound, record, actor_id, client)
-        self._audit.write("token.rotate", actor=actor_id, target=token_id, client=client)
+        self._audit.write(
+            "token.rotate",
+            actor=actor_id,
+            target=token_id,
+            client=client,
+            details={"grace": None if seconds is None else format_duration(seconds)},
+        )
         return record, secret
 
     def _withhold_if_beyond(
@@ -245,3 +286,17 @@ class TokenService:
             raise _not_found(token_id)
         self._cache.invalidate(digest=old_digest, token_id=token_id)
         self._audit.write("token.delete", actor=actor_id, target=token_id, client=client)
+
+    async def revoke_leaked(
+        self,
+        *,
+        actor: str,
+        client: str | None,
+        secret: str,
+        find: Callable[[bytes], Awaitable[TokenRecord | None]] | None = None,
+    ) -> tuple[str, Revoked]:
+        """Revoke what a leaked ``secret`` opens (see :mod:`authsvc.service.revocation`);
+        ``find`` looks its digest up (default: cache, then store)."""
+        return await self._leaks.revoke(
+            actor=actor, client=client, secret=secret, find=find or self.lookup
+        )

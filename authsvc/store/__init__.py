@@ -43,12 +43,52 @@ class ChangesPruned(StoreError):
     """Changes after the requested sequence number are gone: drop the whole cache."""
 
 
+#: A token's derived status (docs/admin-api.md, the token object): ``blocked`` while the
+#: policy has ``tokens_enabled: false`` (every token alike), else ``expired`` from its
+#: effective expiry on, else ``active``.
+TokenStatus: TypeAlias = Literal["active", "expired", "blocked"]
+
+
+class _StatusPolicy(Protocol):
+    """The two keys of the security policy that a token's status depends on."""
+
+    @property
+    def tokens_enabled(self) -> bool: ...
+
+    @property
+    def max_lifetime(self) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StatusBasis:
+    """What a token's status depends on besides its record: the moment, and the policy's
+    ``max_lifetime`` (seconds) and ``tokens_enabled``. A store judges the status and expiry
+    filters of :class:`ListQuery` against it exactly as ``rules.decision.token_status``
+    judges one record: the effective expiry is the earlier of ``expires_at`` and
+    ``created_at + max_lifetime``, and a token is expired from that instant on."""
+
+    now: float
+    max_lifetime: float | None = None
+    tokens_enabled: bool = True
+
+    @classmethod
+    def of(cls, policy: _StatusPolicy, now: float) -> StatusBasis:
+        """The basis of ``policy`` (a ``SecurityPolicy``) at ``now``."""
+        lifetime = policy.max_lifetime
+        return cls(now, None if lifetime is None else float(lifetime), policy.tokens_enabled)
+
+
 @dataclass(frozen=True, slots=True)
 class ListQuery:
-    """Filtering, ordering and paging of ``list_tokens``.
+    """Filtering, ordering and paging of ``list_tokens`` (filters combine with AND).
 
     ``sort="expires_at"`` orders tokens without expiry after all others in ascending
     order (they expire last) and first in descending order; ties break on ``name``.
+
+    ``status`` keeps the tokens of that derived status; ``expires_within`` (seconds) keeps
+    the active tokens whose effective expiry is at most that far after ``basis.now``
+    (tokens that never expire are not among them). Both need ``basis``, the moment and
+    policy they are judged against.
     """
 
     name_contains: str | None = None
@@ -56,6 +96,18 @@ class ListQuery:
     order: Literal["asc", "desc"] = "asc"
     limit: int = 50
     offset: int = 0
+    status: TokenStatus | None = None
+    expires_within: float | None = None
+    basis: StatusBasis | None = None
+
+    def __post_init__(self) -> None:
+        # A status filter without a moment and a policy could only guess: refuse it early.
+        if (self.status is not None or self.expires_within is not None) and self.basis is None:
+            raise ValueError("filtering on status or expiry needs a StatusBasis")
+        if self.status not in (None, "active", "expired", "blocked"):
+            raise ValueError(f"unknown token status {self.status!r}")
+        if self.expires_within is not None and not self.expires_within >= 0:
+            raise ValueError("expires_within must be a number of seconds, at least 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +150,10 @@ class TokenStore(Protocol):
         """Raise StoreUnavailable unless the store answers a trivial query."""
 
     async def get_by_digest(self, digest: bytes) -> TokenRecord | None:
-        """The token whose secret has this digest, or None."""
+        """The token whose current secret has this digest, or else whose previous secret
+        (kept after a rotation with a grace) has it, then with ``via_previous`` set; or
+        None. The grace's end is the caller's to judge (``grace_ends_at``): the store keeps
+        a previous digest until the next rotation or until its grace is ended early."""
 
     async def get(self, token_id: str) -> TokenRecord | None:
         """The token with this id, or None."""
@@ -106,10 +161,16 @@ class TokenStore(Protocol):
     async def list_tokens(self, query: ListQuery) -> tuple[int, list[TokenRecord]]:
         """(total matching, one page of records) for ``query``."""
 
+    async def count_tokens(self, queries: Sequence[ListQuery]) -> list[int]:
+        """How many tokens match each query's filters (its ordering and paging are
+        ignored), counted in the store in one pass, without reading a record out: the
+        token gauges of /metrics (``service.token_gauges``)."""
+
     async def digest_prefixes(self) -> bytes:
-        """The first 8 bytes of every stored digest, concatenated in ascending order: the
-        compact set of which tokens exist that an instance keeps in memory, so a flood of
-        unknown tokens need not reach the store (``service.lookups``)."""
+        """The first 8 bytes of every stored digest (previous secrets' included),
+        concatenated in ascending order: the compact set of which tokens exist that an
+        instance keeps in memory, so a flood of unknown tokens need not reach the store
+        (``service.lookups``)."""
 
     async def all_tokens(self) -> list[TokenRecord]:
         """Every token, ordered by name (for ``config check`` and the CLI listing)."""
@@ -124,14 +185,26 @@ class TokenStore(Protocol):
         """Replace a token's permissions; the updated record, or None if no such token."""
 
     async def replace_digest(
-        self, token_id: str, digest: bytes
+        self, token_id: str, digest: bytes, *, grace_ends_at: float | None = None
     ) -> tuple[bytes, TokenRecord] | None:
         """Rotate: swap the stored digest and log both digests as changes (the old one
         for caches, the new one for the set of existing tokens); (old digest, record), or
-        None if no such token."""
+        None if no such token. With ``grace_ends_at`` the old digest is kept as the
+        previous secret's until then; any previous secret kept before ends at once (and
+        is logged as a change too)."""
 
-    async def delete(self, token_id: str) -> bytes | None:
-        """Delete a token; its digest (for cache invalidation), or None if no such token."""
+    async def end_grace(
+        self, token_id: str, digest: bytes, *, previous: bool = False
+    ) -> tuple[bytes, bytes] | None:
+        """End a grace early: forget the token's previous secret, provided ``digest`` is
+        still the token's current digest (with ``previous``: its previous digest), and log
+        both digests as changes; (current digest, previous digest), or None when there is
+        no such grace (over, or replaced by another rotation)."""
+
+    async def delete(self, token_id: str, *, digest: bytes | None = None) -> bytes | None:
+        """Delete a token (only while its current digest is ``digest``, when given) and
+        log its digests as changes; its digest (for cache invalidation), or None if no
+        such token."""
 
     async def latest_change(self) -> int:
         """The change log's high-water mark (0 before any change)."""

@@ -5,16 +5,24 @@ Both backends list tokens the same way: ``name_contains`` matches the case-folde
 orderings below sort on the folded name, then the name itself. Each backend says how it
 spells the folded name in SQL (SQLite calls ``authsvc_fold(name)``, PostgreSQL stores
 ``name_fold``).
+
+The status and expiry filters (:func:`conditions`) compute each token's effective expiry
+in SQL from the :class:`~authsvc.store.StatusBasis` (the moment and the policy's
+``max_lifetime``), so a listing or a count never reads the records out; with no index on
+the expiry columns this is one scan of the table, which counting needs anyway.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Final
+
+from authsvc.store import ListQuery, StatusBasis, TokenStatus
 
 #: The columns of a token record, in the order the stores read them back.
 COLUMNS: Final = (
     "id, name, permissions, ip_filter, created_at, expires_at, created_by,"
-    " last_used_at, last_used_ip"
+    " last_used_at, last_used_ip, grace_ends_at"
 )
 _DIRECTIONS: Final = {"asc": "ASC", "desc": "DESC"}
 
@@ -43,3 +51,109 @@ def like_pattern(needle: str) -> str:
     """A LIKE pattern matching ``needle`` anywhere, with ``%``, ``_`` and ``\\`` literal."""
     escaped = needle.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+# -- filters ---------------------------------------------------------------------------------
+
+#: Conditions that hold for every token and for none, in SQL both backends read alike.
+MATCH_ALL: Final = "(1 = 1)"
+MATCH_NONE: Final = "(1 = 0)"
+
+
+class Params:
+    """The values bound to a statement while it is built; ``mark(n)`` spells the backend's
+    placeholder of the n-th value (1-based: SQLite ``?n``, PostgreSQL ``$n``). Numbered
+    placeholders let one value appear twice in the SQL and be bound once."""
+
+    def __init__(self, mark: Callable[[int], str]) -> None:
+        self.values: list[object] = []
+        self._mark = mark
+
+    def add(self, value: object) -> str:
+        """Bind ``value``; its placeholder."""
+        self.values.append(value)
+        return self._mark(len(self.values))
+
+
+def conditions(query: ListQuery, params: Params, *, fold: str, name_searchable: bool = True) -> str:
+    """The SQL condition that a token matches ``query``'s filters, values bound in
+    ``params``; only fixed fragments and placeholders, never caller text.
+
+    ``fold`` is the backend's SQL for the case-folded name; ``name_searchable=False`` says
+    that ``name_contains`` cannot occur in any stored name (the condition is then false).
+    """
+    parts = []
+    if query.name_contains is not None:
+        if not name_searchable:
+            return MATCH_NONE
+        parts.append(f"{fold} LIKE {params.add(like_pattern(query.name_contains))} ESCAPE '\\'")
+    basis = query.basis
+    if query.status is not None and basis is not None:
+        parts.append(_status_condition(query.status, basis, params))
+    if query.expires_within is not None and basis is not None:
+        parts.append(_expiring_condition(query.expires_within, basis, params))
+    return "(" + " AND ".join(parts) + ")" if parts else MATCH_ALL
+
+
+def _effective_expiry(basis: StatusBasis, params: Params) -> str:
+    """SQL for ``rules.decision.effective_expiry``: the earlier of ``expires_at`` and
+    ``created_at + max_lifetime`` (NULL when neither is set). The same float addition as
+    in Python, so the store and the token object agree to the last bit on the boundary."""
+    if basis.max_lifetime is None:
+        return "expires_at"
+    cap = f"(created_at + {params.add(float(basis.max_lifetime))})"
+    return (
+        f"(CASE WHEN expires_at IS NOT NULL AND expires_at <= {cap} THEN expires_at ELSE {cap} END)"
+    )
+
+
+def _status_condition(status: TokenStatus, basis: StatusBasis, params: Params) -> str:
+    """``rules.decision.token_status(record, policy, now) == status`` in SQL."""
+    if not basis.tokens_enabled:
+        return MATCH_ALL if status == "blocked" else MATCH_NONE
+    if status == "blocked":
+        return MATCH_NONE
+    expiry, now = _effective_expiry(basis, params), params.add(float(basis.now))
+    if status == "expired":
+        return f"({expiry} <= {now})"  # expired from the instant itself on (is_expired)
+    return f"({expiry} IS NULL OR {expiry} > {now})"
+
+
+def _expiring_condition(seconds: float, basis: StatusBasis, params: Params) -> str:
+    """Active, with an effective expiry at most ``seconds`` after ``basis.now``."""
+    if not basis.tokens_enabled:
+        return MATCH_NONE  # blocked tokens are not active, whatever their expiry
+    expiry, now = _effective_expiry(basis, params), params.add(float(basis.now))
+    horizon = params.add(float(basis.now + seconds))
+    return f"({expiry} > {now} AND {expiry} <= {horizon})"
+
+
+def count_columns(
+    queries: Sequence[ListQuery],
+    params: Params,
+    *,
+    fold: str,
+    name_searchable: Callable[[str], bool] = lambda _: True,
+) -> str:
+    """The select list counting each query's matches in one pass over ``tokens``:
+    ``count(CASE WHEN <condition> THEN 1 END) AS count_<i>, ...`` (count skips the NULLs,
+    so an empty table counts 0, not NULL). The i-th column is named by
+    :func:`count_column`."""
+    if not queries:
+        raise ValueError("nothing to count")
+    return ", ".join(
+        "count(CASE WHEN "
+        + conditions(
+            query,
+            params,
+            fold=fold,
+            name_searchable=query.name_contains is None or name_searchable(query.name_contains),
+        )
+        + f" THEN 1 END) AS {count_column(index)}"
+        for index, query in enumerate(queries)
+    )
+
+
+def count_column(index: int) -> str:
+    """The name of the ``index``-th column of :func:`count_columns`."""
+    return f"count_{index:d}"

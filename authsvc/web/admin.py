@@ -10,11 +10,12 @@ from typing import Any, Literal, cast
 from aiohttp import web
 
 from authsvc.rules.decision import Reason, admin_access
+from authsvc.rules.durations import parse_duration
 from authsvc.rules.request import Rejected, client_ip
 from authsvc.rules.tokens import TokenRecord, is_token_id
 from authsvc.service.runtime import Runtime
 from authsvc.service.token_view import token_object
-from authsvc.store import ListQuery
+from authsvc.store import ListQuery, StatusBasis, TokenStatus
 from authsvc.web.auth import bearer_secret, peer_address
 from authsvc.web.errors import ApiError
 from authsvc.web.keys import RUNTIME
@@ -23,7 +24,9 @@ MAX_BODY = 64 * 1024
 MAX_LIMIT = 500
 _CREATE_FIELDS = {"name", "permissions", "expires_in", "ip_filter"}
 _PATCH_FIELDS = {"permissions"}
-_LIST_PARAMS = {"name", "sort", "order", "limit", "offset"}
+_ROTATE_FIELDS = {"grace"}
+_STATUSES = ("active", "expired", "blocked")
+_LIST_PARAMS = {"name", "sort", "order", "limit", "offset", "status", "expires_within"}
 
 
 def token_json(record: TokenRecord, runtime: Runtime) -> dict[str, Any]:
@@ -49,7 +52,7 @@ async def authorize(request: web.Request, *, write: bool) -> tuple[TokenRecord, 
     # the same bounded lookup as /auth: a flood of made-up admin tokens costs the store
     # no more than one of made-up API tokens
     token_digest = runtime.service.digest(secret)
-    record = runtime.cache.get(token_digest) or await runtime.lookups.find(token_digest)
+    record = await runtime.lookups.resolve(token_digest, runtime.clock())
     if record is None:
         raise ApiError("unauthorized", "The supplied authentication is invalid.")
     reason = admin_access(record, ip, config, runtime.clock(), write=write)
@@ -127,7 +130,7 @@ def _permissions(body: Mapping[str, Any]) -> list[str]:
     return cast(list[str], value)
 
 
-def _list_query(request: web.Request) -> ListQuery:
+def _list_query(request: web.Request, basis: StatusBasis) -> ListQuery:
     params = request.rel_url.query
     unknown = sorted(set(params) - _LIST_PARAMS)
     if unknown:
@@ -161,13 +164,33 @@ def _list_query(request: web.Request) -> ListQuery:
         raise ApiError(
             "invalid_query", "name may not contain control or surrogate characters.", field="name"
         )
+    status = params.get("status") or None  # empty: no filter, as for name
+    if status is not None and status not in _STATUSES:
+        raise ApiError(
+            "invalid_query", "status must be active, expired or blocked.", field="status"
+        )
     return ListQuery(
         name_contains=name,
         sort=cast(Literal["name", "expires_at"], sort),
         order=cast(Literal["asc", "desc"], order),
         limit=limit,
         offset=offset,
+        status=cast(TokenStatus | None, status),
+        expires_within=_expires_within(params.get("expires_within") or None),
+        basis=basis,
     )
+
+
+def _expires_within(text: str | None) -> int | None:
+    """``expires_within``: a duration in m, h or d (like ``expires_in``), or None."""
+    if text is None:
+        return None
+    try:
+        return parse_duration(text, units="mhd")
+    except ValueError as error:
+        raise ApiError(
+            "invalid_query", f"expires_within: {error}.", field="expires_within"
+        ) from None
 
 
 def _token_id(request: web.Request) -> str:
@@ -209,8 +232,13 @@ async def create_token(request: web.Request) -> web.Response:
 async def list_tokens(request: web.Request) -> web.Response:
     await authorize(request, write=False)
     runtime = request.app[RUNTIME]
-    total, records = await runtime.service.list_tokens(_list_query(request))
-    return _no_store({"total": total, "tokens": [token_json(r, runtime) for r in records]})
+    # One moment and one policy for the filter and the objects shown: a token is never
+    # listed under status=active and shown as expired in the same answer.
+    policy, now = runtime.live.current.policy, runtime.clock()
+    query = _list_query(request, StatusBasis.of(policy, now))
+    total, records = await runtime.service.list_tokens(query)
+    tokens = [token_object(record, policy, now) for record in records]
+    return _no_store({"total": total, "tokens": tokens})
 
 
 async def get_self(request: web.Request) -> web.Response:
@@ -240,10 +268,15 @@ async def patch_token(request: web.Request) -> web.Response:
 
 
 async def rotate_token(request: web.Request) -> web.Response:
+    """Rotate; the body is optional: ``{"grace": "1h"}`` keeps the old secret for a while."""
     actor, client = await authorize(request, write=True)
+    body = await read_object(request, _ROTATE_FIELDS) if request.body_exists else {}
     runtime = request.app[RUNTIME]
     record, secret = await runtime.service.rotate(
-        actor=actor, client=client, token_id=_token_id(request)
+        actor=actor,
+        client=client,
+        token_id=_token_id(request),
+        grace=_string(body, "grace", nullable=True),
     )
     return _no_store({**token_json(record, runtime), "token": secret})
 
@@ -303,8 +336,14 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_get(f"{prefix}/tokens/{{token_id}}", get_token, allow_head=False)
     router.add_patch(f"{prefix}/tokens/{{token_id}}", patch_token)
     router.add_post(f"{prefix}/tokens/{{token_id}}/rotate", rotate_token)
+    from authsvc.web.admin_revoke import revoke_leaked  # noqa: PLC0415 - it imports us
+
+    router.add_post(f"{prefix}/tokens/revoke", revoke_leaked)  # needs no admin token
     router.add_delete(f"{prefix}/tokens/{{token_id}}", delete_token)
     router.add_get(f"{prefix}/permissions", list_permissions, allow_head=False)
     router.add_get(f"{prefix}/ip-filters", list_ip_filters, allow_head=False)
     router.add_get(f"{prefix}/policy", get_policy, allow_head=False)
     router.add_get(f"{prefix}/self", get_self, allow_head=False)
+    from authsvc.web.admin_explain import add_explain_routes  # noqa: PLC0415 - it imports us
+
+    add_explain_routes(router)

@@ -23,26 +23,14 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.http import HttpVersion10, HttpVersion11
 
-from authsvc.rules.decision import Reason
+from authsvc.rules.decision import AUTH_STATUS, Reason
 from authsvc.rules.durations import rfc3339
 
 #: Seconds an allow may be reused by nginx's optional micro-cache (deploy/nginx/microcache):
 #: nginx honours X-Accel-Expires over Cache-Control, and only where proxy_cache is on.
 MICROCACHE_SECONDS = 1
 
-STATUS: dict[Reason, int] = {
-    Reason.OK: 200,
-    Reason.MISSING_TOKEN: 401,
-    Reason.MALFORMED_TOKEN: 401,
-    Reason.INVALID_TOKEN: 401,
-    Reason.EXPIRED: 401,
-    Reason.TOKENS_DISABLED: 401,
-    Reason.IP_NOT_ALLOWED: 403,
-    Reason.PERMISSION_DENIED: 403,
-    Reason.BAD_REQUEST: 403,
-    Reason.BAD_PATH: 403,
-    Reason.STORE_UNAVAILABLE: 503,
-}
+STATUS = AUTH_STATUS  # the status /auth answers for each reason
 
 
 _LINE_BREAK = re.compile("[\r\n\0]")

@@ -3,6 +3,11 @@
 One straight line: token shape (no I/O) → request description (pure) → record cache →
 store only on a miss → pure decision → one precomputed response per outcome. A cache hit
 awaits nothing. Every outcome is 200, 401, 403 or 503: nginx turns anything else into 500.
+
+During a rotation's grace (a record with ``grace_ends_at``) both secrets work: the previous
+one until the grace ends, and its allows say when in ``X-Auth-Token-Expires``; the first
+allow of the new one ends the grace (:mod:`authsvc.service.grace`: at once here, with the
+store write started off the request path).
 """
 
 from __future__ import annotations
@@ -15,8 +20,13 @@ from aiohttp import web
 
 from authsvc.config import Config
 from authsvc.rules.decision import Reason, decide, effective_expiry, is_expired
-from authsvc.rules.request import Rejected, describe
-from authsvc.rules.tokens import TokenRecord, has_token_shape, has_valid_checksum
+from authsvc.rules.request import Described, Rejected, describe
+from authsvc.rules.tokens import (
+    TokenRecord,
+    has_token_shape,
+    has_valid_checksum,
+    previous_secret_ends_at,
+)
 from authsvc.service.runtime import Runtime
 from authsvc.store import StoreUnavailable
 from authsvc.web.answers import (
@@ -85,10 +95,13 @@ class AuthHandler:
         self._metrics = runtime.metrics
         self._counts = runtime.metrics.hot
         self._usage = runtime.usage
+        self._graces = runtime.service.graces
         self._clock = runtime.clock
         # token id → (the record and configuration they were built from, the blocks).
         # A changed record or a reload is a new object, so it never meets stale headers.
+        # Allows by a previous secret carry another expiry: they are kept apart.
         self._allows: dict[str, tuple[TokenRecord, Config, AllowBlocks]] = {}
+        self._previous_allows: dict[str, tuple[TokenRecord, Config, AllowBlocks]] = {}
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """The whole listener: ``GET``/``HEAD /auth``, and short refusals for anything else."""
@@ -138,13 +151,33 @@ class AuthHandler:
         else:
             self._counts.cache_hits += 1
         now = self._clock()
-        reason = decide(record, described, config, now)
+        grace = record.grace_ends_at  # None but during a rotation's grace
+        if grace is not None and record.via_previous and now >= grace:
+            reason = Reason.INVALID_TOKEN  # that previous secret is over: as if unknown
+        else:
+            reason = decide(record, described, config, now)
         if reason is not Reason.OK:
             return reason, denial(reason)
         self._usage.note(record.id, now, described.client_ip)
-        return reason, self._allow(record, config, now)
+        return reason, self._allow(record, token_digest, config, now, described)
 
-    def _allow(self, record: TokenRecord, config: Config, now: float) -> PreparedAnswer:
+    def _allow(
+        self,
+        record: TokenRecord,
+        token_digest: bytes,
+        config: Config,
+        now: float,
+        described: Described,
+    ) -> PreparedAnswer:
+        grace = record.grace_ends_at
+        if grace is not None:
+            # During a rotation's grace. An allow by the previous secret says when that
+            # secret stops, and nginx's micro-cache must not reuse it (the new secret's
+            # first use may end it any moment). The new secret's first allow ends it.
+            if record.via_previous:
+                return PreparedAnswer(200, self._allow_blocks(record, config).not_reusable)
+            if now < grace:
+                self._graces.first_use(record, token_digest, str(described.client_ip))
         blocks = self._allow_blocks(record, config)
         # nginx counts X-Accel-Expires in whole seconds from when it stores the answer,
         # so a 1 s hint can be reused for up to 2 s: the token must stay valid that long.
@@ -164,13 +197,17 @@ class AuthHandler:
         return Reason.INVALID_TOKEN if record is None else record
 
     def _allow_blocks(self, record: TokenRecord, config: Config) -> AllowBlocks:
-        entry = self._allows.get(record.id)
+        allows = self._previous_allows if record.via_previous else self._allows
+        entry = allows.get(record.id)
         if entry is not None and entry[0] is record and entry[1] is config:
             return entry[2]
-        blocks = AllowBlocks(record.id, record.name, effective_expiry(record, config.policy))
-        if len(self._allows) >= MAX_PREPARED_ALLOWS:
-            self._allows.clear()  # the busy tokens come back at once and are rebuilt
-        self._allows[record.id] = (record, config, blocks)
+        expires = effective_expiry(record, config.policy)
+        if record.via_previous:
+            expires = previous_secret_ends_at(record, expires)
+        blocks = AllowBlocks(record.id, record.name, expires)
+        if len(allows) >= MAX_PREPARED_ALLOWS:
+            allows.clear()  # the busy tokens come back at once and are rebuilt
+        allows[record.id] = (record, config, blocks)
         return blocks
 
 

@@ -19,6 +19,7 @@ log = logging.getLogger("authsvc.admin")
 #: Status of every error code the admin API answers with.
 STATUS_BY_CODE: dict[str, int] = {
     "invalid_json": 400,
+    "invalid_form": 400,
     "invalid_query": 400,
     "invalid_request": 400,
     "unauthorized": 401,
@@ -41,6 +42,11 @@ STATUS_BY_CODE: dict[str, int] = {
     "expiry_too_long": 422,
     "ip_filter_enforced": 422,
     "unknown_ip_filter": 422,
+    "invalid_grace": 422,
+    "grace_too_long": 422,
+    "malformed_token": 422,
+    "too_many_requests": 429,
+    "invalid_ip": 422,
     "internal_error": 500,
     "store_unavailable": 503,
 }
@@ -62,6 +68,10 @@ FIELD_CODES = frozenset(
         "expiry_too_long",
         "ip_filter_enforced",
         "unknown_ip_filter",
+        "invalid_grace",
+        "grace_too_long",
+        "malformed_token",
+        "invalid_ip",
         EXCEEDS_CALLER,
     }
 )

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from authsvc import __version__
+from authsvc.rules.decision import AUTH_STATUS
+from authsvc.rules.explain import CHECK_NAMES
 from authsvc.web.errors import FIELD_CODES, STATUS_BY_CODE
 
 _REF_ERROR = {"$ref": "#/components/responses/Error"}
@@ -52,6 +54,11 @@ _BOUNDED = (
     "exceeds_caller. The policy's 422 rules are checked first."
 )
 _TOKEN_WITH_SECRET = {"$ref": "#/components/schemas/TokenWithSecret"}
+_GRACE = (
+    'Optional body {"grace": "1h"}: the old secret keeps working until the grace ends or '
+    "the new secret is first used successfully on /auth, whichever comes first; a previous "
+    "secret still in an earlier grace stops at once."
+)
 
 PATHS: dict[str, Any] = {
     "/admin/v1/tokens": {
@@ -78,7 +85,7 @@ PATHS: dict[str, Any] = {
                             "tokens": {"type": "array", "items": _TOKEN},
                         },
                     },
-                    "One page of tokens and the number matching",
+                    "One page of tokens and the number matching every filter",
                 ),
                 **_errors(400),
             },
@@ -92,6 +99,20 @@ PATHS: dict[str, Any] = {
                 _query("order", {"enum": ["asc", "desc"], "default": "asc"}),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}),
                 _query("offset", {"type": "integer", "minimum": 0, "default": 0}),
+                _query(
+                    "status",
+                    {"enum": ["active", "expired", "blocked"]},
+                    description="only tokens with this status (as the token object shows it); "
+                    "empty: no filter. blocked lists nothing here: while tokens are switched "
+                    "off every admin call is refused (403 tokens_disabled)",
+                ),
+                _query(
+                    "expires_within",
+                    {"type": "string", "pattern": "^[1-9][0-9]*[mhd]$"},
+                    description="only active tokens whose effective_expires_at is at most "
+                    "this far from now (30m, 12h, 7d); tokens that never expire are not "
+                    "among them; empty: no filter",
+                ),
             ],
         ),
     },
@@ -130,10 +151,75 @@ PATHS: dict[str, Any] = {
     "/admin/v1/tokens/{token_id}/rotate": {
         "parameters": [_TOKEN_ID],
         "post": _op(
-            "Issue a new secret; the old one stops working at once",
-            {"200": _json(_TOKEN_WITH_SECRET, "The token and its new secret"), **_errors(404)},
-            description=_BOUNDED,
+            "Issue a new secret; without a grace the old one stops working at once",
+            {
+                "200": _json(_TOKEN_WITH_SECRET, "The token and its new secret"),
+                **_errors(400, 404, 413, 422),
+            },
+            description=_GRACE + " " + _BOUNDED,
+            requestBody={
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {
+                                "grace": {
+                                    "type": ["string", "null"],
+                                    "pattern": "^(0|[1-9][0-9]*)[mhd]$",
+                                    "description": "at most 7d; absent, null or 0m: no grace",
+                                }
+                            },
+                        }
+                    }
+                },
+            },
         ),
+    },
+    "/admin/v1/tokens/revoke": {
+        "post": {
+            "summary": "Revoke a leaked secret (no admin token: holding the secret is the proof)",
+            "description": "A token's current secret deletes the token; a previous secret "
+            "still in its grace ends only that grace. Any Authorization header is ignored. "
+            "Unknown secrets spend the instance's budget of store lookups for unknown "
+            "tokens; past it the answer is 429 with Retry-After.",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["token"],
+                            "properties": {"token": {"type": "string"}},
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["id", "revoked"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "revoked": {"enum": ["token", "previous_secret"]},
+                        },
+                    },
+                    "What the secret opened is revoked",
+                ),
+                **{str(status): _REF_ERROR for status in (400, 404, 413, 422, 503)},
+                "429": {
+                    "description": "Too many unknown secrets: try again later",
+                    "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                },
+            },
+        },
     },
     "/admin/v1/permissions": {
         "get": _op(
@@ -203,6 +289,59 @@ PATHS: dict[str, Any] = {
             {"200": _json(_TOKEN, "The calling token"), **_errors()},
         ),
     },
+    "/admin/v1/explain": {
+        "post": _op(
+            "What /auth would answer now for a token, method, target and client address, "
+            "and why (counts nothing: no usage, no lookup budget, no metrics)",
+            {
+                "200": _json({"$ref": "#/components/schemas/Explanation"}, "The explanation"),
+                **_errors(400, 404, 413, 422),
+            },
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/ExplainRequest"}}
+                },
+            },
+        ),
+    },
+    "/admin/v1/introspect": {
+        "post": _op(
+            "RFC 7662 token introspection for other gateways (counts nothing)",
+            {
+                "200": _json(
+                    {"$ref": "#/components/schemas/Introspection"},
+                    'The token\'s state; {"active": false} and nothing else for anything '
+                    "not usable now",
+                ),
+                **_errors(400, 413, 415, 422),
+            },
+            requestBody={
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": ["token"],
+                            "properties": {
+                                "token": {"type": "string"},
+                                "client_ip": {
+                                    "type": "string",
+                                    "description": "the client's address; a token with an "
+                                    "effective IP filter is active only with one it passes",
+                                },
+                                "token_type_hint": {
+                                    "type": "string",
+                                    "description": "accepted and ignored (RFC 7662)",
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+        ),
+    },
     "/admin/v1/openapi.json": {
         "get": {
             "summary": "This document",
@@ -224,6 +363,12 @@ _TOKEN_PROPERTIES: dict[str, Any] = {
         "description": "When the token stops being accepted: the earlier of expires_at and "
         "created_at plus the security policy's max_lifetime; null when neither is set.",
     },
+    "previous_secret_expires_at": {
+        **_TIME,
+        "description": "When the previous secret of a rotation with a grace stops: the "
+        "earlier of the grace's end and effective_expires_at; null when no previous secret "
+        "works (none kept, its grace over, or ended by the new secret's first use).",
+    },
     "status": {"enum": ["active", "expired", "blocked"]},
     "created_by": {"type": "string"},
     "last_used_at": _TIME,
@@ -232,10 +377,12 @@ _TOKEN_PROPERTIES: dict[str, Any] = {
 
 _FIELD_DESCRIPTION = (
     "Present only when one input is at fault: the JSON body key (name, permissions, "
-    "expires_in, ip_filter, or the one unknown key, cut to 40 characters) or the query "
-    "parameter of a list call (name, sort, order, limit, offset, or the one unknown or "
-    "repeated parameter); anything shaped like a secret is redacted. Absent for errors "
-    "about the whole request or about several inputs at once. Codes that may "
+    "expires_in, ip_filter; rotate's grace; revoke's token; explain's token_id, token, "
+    "method, uri, ip; or the one unknown "
+    "key, cut to 40 characters), the form field of introspect (token, client_ip), or the query "
+    "parameter of a list call (name, sort, order, limit, offset, status, expires_within, or "
+    "the one unknown or repeated parameter); anything shaped like a secret is redacted. "
+    "Absent for errors about the whole request or about several inputs at once. Codes that may "
     f"carry it: {', '.join(sorted(FIELD_CODES))}."
 )
 
@@ -262,6 +409,60 @@ DOCUMENT: dict[str, Any] = {
                         },
                     },
                 ]
+            },
+            "ExplainRequest": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["method", "uri"],
+                "oneOf": [{"required": ["token_id"]}, {"required": ["token"]}],
+                "properties": {
+                    "token_id": {"type": "string", "description": "explain by id"},
+                    "token": {"type": "string", "description": "explain by secret"},
+                    "method": {"type": "string", "description": "as X-Original-Method"},
+                    "uri": {
+                        "type": "string",
+                        "description": "the raw request target, as X-Original-URI",
+                    },
+                    "ip": {
+                        **_NULLABLE_STRING,
+                        "description": "the client address; none fails any IP filter",
+                    },
+                },
+            },
+            "Explanation": {
+                "type": "object",
+                "required": ["status", "reason", "checks", "matched_endpoint", "ip_rule"],
+                "properties": {
+                    "status": {"enum": sorted(set(AUTH_STATUS.values()))},
+                    "reason": {"enum": [reason.value for reason in AUTH_STATUS]},
+                    "checks": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["check", "passed", "detail"],
+                            "properties": {
+                                "check": {"enum": list(CHECK_NAMES)},
+                                "passed": {"type": "boolean"},
+                                "detail": {"type": "string"},
+                            },
+                        },
+                    },
+                    "matched_endpoint": _NULLABLE_STRING,
+                    "ip_rule": _NULLABLE_STRING,
+                },
+            },
+            "Introspection": {
+                "type": "object",
+                "required": ["active"],
+                "properties": {
+                    "active": {"type": "boolean"},
+                    "sub": {"type": "string"},
+                    "scope": {"type": "string"},
+                    "iat": {"type": "integer"},
+                    "exp": {"type": "integer"},
+                    "token_type": {"const": "bearer"},
+                    "name": {"type": "string"},
+                },
             },
             "NewToken": {
                 "type": "object",

@@ -36,6 +36,7 @@ async def serve(config: Config) -> None:
     runtime = await Runtime.open(config)
     feed = runtime.change_feed()
     reloader = runtime.reloader(config.path)
+    gauges = runtime.token_gauges()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -61,6 +62,7 @@ async def serve(config: Config) -> None:
             await _site(runner, address, sock).start()
         runtime.usage.start()
         reloader.start()
+        gauges.start()
         log.info(
             "authsvc serving: auth on %s, admin on %s, store %s",
             config.listen.auth.text,
@@ -70,6 +72,7 @@ async def serve(config: Config) -> None:
         await stop.wait()
         log.info("stopping: finishing requests in flight")
     finally:
+        await gauges.stop()
         await reloader.stop()
         await feed.stop()
         for started in reversed(runners):

@@ -1,11 +1,12 @@
 """The PostgreSQL store's change log: appended by writers, polled by other instances.
 
-``update_permissions``, ``replace_digest`` (the old digest) and ``delete`` call
-:func:`log_change` in their own transaction: it appends a row numbered by ``change_counter``,
-prunes rows older than the retention, and sends ``pg_notify(CHANNEL, "<hex digest>
-<changed_at>")``, which the server delivers on commit to every listener
-(:mod:`authsvc.store.postgres.listen`). Pollers read :func:`latest` and :func:`changes_after`
-(the same contract as SQLite's change log).
+``insert``, ``update_permissions``, ``replace_digest``, ``end_grace`` and ``delete`` call
+:func:`log_change` in their own transaction, once for each digest of the token that the
+change touches (a previous secret kept in a grace included): it appends a row numbered by
+``change_counter``, prunes rows older than the retention, and sends
+``pg_notify(CHANNEL, "<hex digest> <changed_at>")``, which the server delivers on commit to
+every listener (:mod:`authsvc.store.postgres.listen`). Pollers read :func:`latest` and
+:func:`changes_after` (the same contract as SQLite's change log).
 """
 
 from __future__ import annotations

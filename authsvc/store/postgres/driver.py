@@ -152,8 +152,9 @@ def as_text_list(value: object) -> list[str]:
     return [as_text(item) for item in value]
 
 
-def record_of(row: Row) -> TokenRecord:
-    """The token record in ``row`` (the columns of :data:`authsvc.store.queries.COLUMNS`)."""
+def record_of(row: Row, *, via_previous: bool = False) -> TokenRecord:
+    """The token record in ``row`` (the columns of :data:`authsvc.store.queries.COLUMNS`),
+    as found by its previous secret when ``via_previous``."""
     return TokenRecord(
         id=as_text(row["id"]),
         name=as_text(row["name"]),
@@ -164,6 +165,8 @@ def record_of(row: Row) -> TokenRecord:
         created_by=sys.intern(as_text(row["created_by"])),
         last_used_at=as_optional_real(row["last_used_at"]),
         last_used_ip=as_optional_text(row["last_used_ip"]),
+        grace_ends_at=as_optional_real(row["grace_ends_at"]),
+        via_previous=via_previous,
     )
 
 

@@ -50,6 +50,12 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE TABLE change_counter (last bigint NOT NULL)",
         "INSERT INTO change_counter (last) VALUES (0)",
     ),
+    # 2: rotation with a grace period keeps the previous secret's digest until it ends
+    (
+        "ALTER TABLE tokens ADD COLUMN previous_digest bytea"
+        " CONSTRAINT tokens_previous_digest_key UNIQUE,"
+        " ADD COLUMN grace_ends_at double precision",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

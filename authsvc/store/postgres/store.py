@@ -16,10 +16,11 @@ Listing behaves exactly like the SQLite store: ``name_fold`` holds Python's
 ``str.lower(name)`` and both columns compare in the byte-order "C" collation, whatever the
 database's locale (see :mod:`authsvc.store.postgres.migrations` for the schema).
 
-Changes reach other instances two ways. ``update_permissions``, ``replace_digest`` (the old
-digest) and ``delete`` append to the change log polled with :meth:`PostgresStore.changes_since`
-(same contract as SQLite's), and send ``pg_notify('authsvc_changes', <hex digest>)`` in the same
-transaction, which the server delivers on commit to every :meth:`PostgresStore.listen`-er
+Changes reach other instances two ways. Every write appends each digest it touches (the
+previous secret's of a rotation with a grace included) to the change log polled with
+:meth:`PostgresStore.changes_since` (same contract as SQLite's), and sends
+``pg_notify('authsvc_changes', <hex digest>)`` in the same transaction, which the server
+delivers on commit to every :meth:`PostgresStore.listen`-er
 (:mod:`authsvc.store.postgres.changes`).
 """
 
@@ -32,7 +33,7 @@ from typing import Final
 import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg ships no type information
 
 from authsvc.rules.tokens import TokenRecord
-from authsvc.store import ChangeCallback, ListQuery, NameTaken, Usage
+from authsvc.store import ChangeCallback, ListQuery, NameTaken, StoreUnavailable, Usage
 from authsvc.store.postgres import changes as pg_changes
 from authsvc.store.postgres import migrations
 from authsvc.store.postgres.driver import (
@@ -47,7 +48,14 @@ from authsvc.store.postgres.driver import (
 )
 from authsvc.store.postgres.listen import CHANNEL, Listener
 from authsvc.store.postgres.pool import PgPool
-from authsvc.store.queries import COLUMNS, like_pattern, order_by
+from authsvc.store.queries import (
+    COLUMNS,
+    Params,
+    conditions,
+    count_column,
+    count_columns,
+    order_by,
+)
 
 __all__ = [
     "CHANNEL",
@@ -59,9 +67,20 @@ __all__ = [
 ]
 
 _SELECT_BY_ID = f"SELECT {COLUMNS} FROM tokens WHERE id = $1"  # noqa: S608 - constant columns
-_SELECT_BY_DIGEST = f"SELECT {COLUMNS} FROM tokens WHERE digest = $1"  # noqa: S608 - constant
+# the current secret's digest, else a previous one still kept: each half uses its unique index
+_SELECT_BY_DIGEST = (
+    f"SELECT {COLUMNS}, false AS via_previous FROM tokens WHERE digest = $1"  # noqa: S608 - constant columns
+    f" UNION ALL SELECT {COLUMNS}, true FROM tokens WHERE previous_digest = $1"
+)
+# the token's digests, its row locked: concurrent rotations queue, each seeing the last one's
+_DIGESTS_FOR_UPDATE = "SELECT digest, previous_digest FROM tokens WHERE id = $1 FOR UPDATE"
 _FOLD: Final = "name_fold"  # the folded name, as the listing orders on it
 _UNIQUE_NAME: Final = "tokens_name_key"
+
+
+def _mark(n: int) -> str:
+    """PostgreSQL's placeholder of the n-th bound value."""
+    return f"${n}"
 
 
 class PostgresStore:
@@ -120,7 +139,12 @@ class PostgresStore:
 
     async def get_by_digest(self, digest: bytes) -> TokenRecord | None:
         """The token whose secret has this digest, or None."""
-        return await self._db.run(lambda c: self._one(c, _SELECT_BY_DIGEST, digest))
+
+        async def body(c: Connection) -> TokenRecord | None:
+            row = await c.fetchrow(_SELECT_BY_DIGEST, digest)
+            return None if row is None else record_of(row, via_previous=row["via_previous"] is True)
+
+        return await self._db.run(body)
 
     async def get(self, token_id: str) -> TokenRecord | None:
         """The token with this id, or None."""
@@ -131,34 +155,47 @@ class PostgresStore:
         order = order_by(query.sort, query.order, fold=_FOLD)
         if query.limit < 0 or query.offset < 0:
             raise ValueError("limit and offset must not be negative")
-        where, params = "", []
         if query.name_contains is not None and not storable(query.name_contains):
             return 0, []  # it cannot occur in any name, and the server would refuse the text
-        if query.name_contains is not None:
-            where = " WHERE name_fold LIKE $1 ESCAPE '\\'"
-            params = [like_pattern(query.name_contains)]
-        n = len(params)
+        params = Params(_mark)
+        where = f" WHERE {conditions(query, params, fold=_FOLD)}"
         count_sql = f"SELECT count(*) FROM tokens{where}"  # noqa: S608 - fixed fragments only
-        page_sql = (
-            f"SELECT {COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}"  # noqa: S608 - fixed fragments only
-        )
+        count_values = list(params.values)  # the page adds its paging values after these
+        paging = f"LIMIT {params.add(query.limit)} OFFSET {params.add(query.offset)}"
+        page_sql = f"SELECT {COLUMNS} FROM tokens{where} ORDER BY {order} {paging}"  # noqa: S608 - fixed fragments only
 
         async def body(c: Connection) -> tuple[int, list[TokenRecord]]:
             # one snapshot, so the total and the page agree
             async with c.transaction(isolation="repeatable_read", readonly=True):
-                total = await c.fetchval(count_sql, *params)
-                rows = await c.fetch(page_sql, *params, query.limit, query.offset)
+                total = await c.fetchval(count_sql, *count_values)
+                rows = await c.fetch(page_sql, *params.values)
             return as_integer(total), [record_of(row) for row in rows]
+
+        return await self._db.run(body)
+
+    async def count_tokens(self, queries: Sequence[ListQuery]) -> list[int]:
+        """How many tokens match each query's filters, in one pass over the table."""
+        params = Params(_mark)
+        columns = count_columns(queries, params, fold=_FOLD, name_searchable=storable)
+        sql = f"SELECT {columns} FROM tokens"  # noqa: S608 - fixed fragments only
+
+        async def body(c: Connection) -> list[int]:
+            row = await c.fetchrow(sql, *params.values)
+            if row is None:  # an aggregate without GROUP BY always answers one row
+                raise StoreUnavailable(f"token store {self.name}: the count returned no row")
+            return [as_integer(row[count_column(i)]) for i in range(len(queries))]
 
         return await self._db.run(body)
 
     async def digest_prefixes(self) -> bytes:
         """The first 8 bytes of every digest, in ascending order, as one value."""
-        # one bytea value, not a row per token: a million tokens arrive in one message
+        # one bytea value, not a row per token: a million tokens arrive in one message.
+        # Previous secrets still kept after a rotation with a grace count as existing too.
         sql = (
             "SELECT coalesce(string_agg(prefix, ''::bytea ORDER BY digest), ''::bytea) FROM"
             " (SELECT digest, substring(digest || '\\x0000000000000000'::bytea FROM 1 FOR 8)"
-            " AS prefix FROM tokens) AS prefixes"
+            " AS prefix FROM (SELECT digest FROM tokens UNION ALL SELECT previous_digest"
+            " FROM tokens WHERE previous_digest IS NOT NULL) AS every) AS prefixes"
         )
 
         async def body(c: Connection) -> bytes:
@@ -181,7 +218,7 @@ class PostgresStore:
         """Store a new token durably; raise NameTaken if the name is in use."""
         sql = (
             f"INSERT INTO tokens ({COLUMNS}, name_fold, digest)"  # noqa: S608 - constant columns
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
         )
         values = (
             record.id,
@@ -193,6 +230,7 @@ class PostgresStore:
             record.created_by,
             record.last_used_at,
             record.last_used_ip,
+            None,  # a new token has one secret
             record.name.lower(),
             digest,
         )
@@ -216,48 +254,81 @@ class PostgresStore:
 
         async def body(c: Connection) -> TokenRecord | None:
             row = await c.fetchrow(
-                f"UPDATE tokens SET permissions = $2 WHERE id = $1 RETURNING digest, {COLUMNS}",  # noqa: S608 - constant columns
+                f"UPDATE tokens SET permissions = $2 WHERE id = $1"  # noqa: S608 - constant columns
+                f" RETURNING digest, previous_digest, {COLUMNS}",
                 token_id,
                 sorted(permissions),
             )
             if row is None:
                 return None
-            await self._log_change(c, token_id, as_blob(row["digest"]))
+            await self._log_changes(c, token_id, row["digest"], row["previous_digest"])
             return record_of(row)
 
         return await self._db.write(body)
 
     async def replace_digest(
-        self, token_id: str, digest: bytes
+        self, token_id: str, digest: bytes, *, grace_ends_at: float | None = None
     ) -> tuple[bytes, TokenRecord] | None:
-        """Rotate: swap the stored digest; (old digest, record), or None if no such token."""
+        """Rotate: swap the stored digest, keeping the old one until ``grace_ends_at`` if
+        given; (old digest, record), or None if no such token."""
 
         async def body(c: Connection) -> tuple[bytes, TokenRecord] | None:
-            # the row lock makes concurrent rotations queue, each seeing its predecessor's digest
-            old = await self._digest(c, token_id, lock=True)
-            if old is None:
+            found = await c.fetchrow(_DIGESTS_FOR_UPDATE, token_id)
+            if found is None:
                 return None
+            old = as_blob(found["digest"])
             row = await c.fetchrow(
-                f"UPDATE tokens SET digest = $2 WHERE id = $1 RETURNING {COLUMNS}",  # noqa: S608 - constant columns
+                "UPDATE tokens SET digest = $2, previous_digest = $3, grace_ends_at = $4"  # noqa: S608 - constant columns
+                f" WHERE id = $1 RETURNING {COLUMNS}",
                 token_id,
                 digest,
+                None if grace_ends_at is None else old,
+                grace_ends_at,
             )
-            await self._log_change(c, token_id, old)
-            await self._log_change(c, token_id, digest)
+            # a previous secret still kept from an earlier rotation ends here: a change too
+            await self._log_changes(c, token_id, old, found["previous_digest"], digest)
             return None if row is None else (old, record_of(row))
 
         return await self._db.write(body)
 
-    async def delete(self, token_id: str) -> bytes | None:
-        """Delete a token; its digest (for cache invalidation), or None if no such token."""
+    async def end_grace(
+        self, token_id: str, digest: bytes, *, previous: bool = False
+    ) -> tuple[bytes, bytes] | None:
+        """Forget the token's previous secret, if ``digest`` is still its current secret's
+        (or, with ``previous``, that previous secret's); (current digest, previous
+        digest), or None when there is nothing to end."""
+
+        async def body(c: Connection) -> tuple[bytes, bytes] | None:
+            found = await c.fetchrow(_DIGESTS_FOR_UPDATE, token_id)
+            if found is None or found["previous_digest"] is None:
+                return None
+            current, kept = as_blob(found["digest"]), as_blob(found["previous_digest"])
+            if (kept if previous else current) != digest:
+                return None  # rotated meanwhile: that grace is over already
+            await c.execute(
+                "UPDATE tokens SET previous_digest = NULL, grace_ends_at = NULL WHERE id = $1",
+                token_id,
+            )
+            await self._log_changes(c, token_id, current, kept)
+            return current, kept
+
+        return await self._db.write(body)
+
+    async def delete(self, token_id: str, *, digest: bytes | None = None) -> bytes | None:
+        """Delete a token (only while its current secret has ``digest``, if given); its
+        digest (for cache invalidation), or None if no such token."""
 
         async def body(c: Connection) -> bytes | None:
-            found = await c.fetchval("DELETE FROM tokens WHERE id = $1 RETURNING digest", token_id)
+            found = await c.fetchrow(
+                "DELETE FROM tokens WHERE id = $1 AND ($2::bytea IS NULL OR digest = $2)"
+                " RETURNING digest, previous_digest",
+                token_id,
+                digest,
+            )
             if found is None:
                 return None
-            digest = as_blob(found)
-            await self._log_change(c, token_id, digest)
-            return digest
+            await self._log_changes(c, token_id, found["digest"], found["previous_digest"])
+            return as_blob(found["digest"])
 
         return await self._db.write(body)
 
@@ -323,11 +394,11 @@ class PostgresStore:
         row = await conn.fetchrow(sql, key)
         return None if row is None else record_of(row)
 
-    @staticmethod
-    async def _digest(conn: Connection, token_id: str, *, lock: bool = False) -> bytes | None:
-        sql = "SELECT digest FROM tokens WHERE id = $1" + (" FOR UPDATE" if lock else "")  # noqa: S608 - constant
-        found = await conn.fetchval(sql, token_id)
-        return None if found is None else as_blob(found)
+    async def _log_changes(self, conn: Connection, token_id: str, *digests: object) -> None:
+        """Log each digest that is not None (a previous secret the token may not have)."""
+        for digest in digests:
+            if digest is not None:
+                await self._log_change(conn, token_id, as_blob(digest))
 
     async def _log_change(self, conn: Connection, token_id: str, digest: bytes) -> None:
         await pg_changes.log_change(

@@ -1,7 +1,8 @@
 """The SQLite store's change log, which lets other processes sharing the file invalidate caches.
 
-``update_permissions``, ``replace_digest`` (the old digest) and ``delete`` call
-:func:`log_change` in their own transaction. Pollers read :func:`latest` once, then
+``insert``, ``update_permissions``, ``replace_digest``, ``end_grace`` and ``delete`` call
+:func:`log_change` in their own transaction, once for each digest of the token that the
+change touches (a previous secret kept in a grace included). Pollers read :func:`latest` once, then
 :func:`changes_after` with the last high-water mark; rows older than the retention are pruned,
 and a poller that fell further behind gets :class:`~authsvc.store.ChangesPruned` and must drop
 its whole cache. Blocking calls, for the store's worker thread.

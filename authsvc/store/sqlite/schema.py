@@ -48,6 +48,12 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             changed_at REAL NOT NULL
         )""",
     ),
+    # 2: rotation with a grace period keeps the previous secret's digest until it ends
+    (
+        "ALTER TABLE tokens ADD COLUMN previous_digest BLOB",
+        "ALTER TABLE tokens ADD COLUMN grace_ends_at REAL",
+        "CREATE UNIQUE INDEX tokens_previous_digest ON tokens (previous_digest)",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -159,10 +165,12 @@ def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def record_of(row: Sequence[Any], path: str) -> TokenRecord:
-    """The token record in ``row`` (the columns of :data:`authsvc.store.queries.COLUMNS`);
-    unreadable permissions raise :class:`~authsvc.store.StoreUnavailable` naming ``path``."""
-    token_id, name, permissions, ip_filter, created_at, expires_at, created_by, *used = row
+def record_of(row: Sequence[Any], path: str, *, via_previous: bool = False) -> TokenRecord:
+    """The token record in ``row`` (the columns of :data:`authsvc.store.queries.COLUMNS`),
+    as found by its previous secret when ``via_previous``; unreadable permissions raise
+    :class:`~authsvc.store.StoreUnavailable` naming ``path``."""
+    token_id, name, permissions, ip_filter, created_at, expires_at, created_by, *rest = row
+    last_used_at, last_used_ip, grace_ends_at = rest
     try:
         names = json.loads(permissions)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -179,6 +187,8 @@ def record_of(row: Sequence[Any], path: str) -> TokenRecord:
         created_at=float(created_at),
         expires_at=_optional_float(expires_at),
         created_by=sys.intern(str(created_by)),
-        last_used_at=_optional_float(used[0]),
-        last_used_ip=None if used[1] is None else str(used[1]),
+        last_used_at=_optional_float(last_used_at),
+        last_used_ip=None if last_used_ip is None else str(last_used_ip),
+        grace_ends_at=_optional_float(grace_ends_at),
+        via_previous=via_previous,
     )

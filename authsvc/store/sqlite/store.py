@@ -38,7 +38,7 @@ from authsvc.store import (
     StoreUnavailable,
     Usage,
 )
-from authsvc.store.queries import COLUMNS, like_pattern, order_by
+from authsvc.store.queries import COLUMNS, Params, conditions, count_columns, order_by
 from authsvc.store.sqlite import changes as sqlite_changes
 from authsvc.store.sqlite.schema import (
     SCHEMA_VERSION,
@@ -53,9 +53,17 @@ __all__ = ["SCHEMA_VERSION", "ChangesPruned", "SQLiteStore"]
 _T = TypeVar("_T")
 
 _SELECT_BY_ID = f"SELECT {COLUMNS} FROM tokens WHERE id = ?"  # noqa: S608 - constant columns
-_SELECT_BY_DIGEST = f"SELECT {COLUMNS} FROM tokens WHERE digest = ?"  # noqa: S608 - constant
-_NAME_MATCH = "authsvc_fold(name) LIKE ? ESCAPE '\\'"
+# the current secret's digest, else a previous one still kept: each half uses its unique index
+_SELECT_BY_DIGEST = (
+    f"SELECT {COLUMNS}, 0 FROM tokens WHERE digest = ?1"  # noqa: S608 - constant columns
+    f" UNION ALL SELECT {COLUMNS}, 1 FROM tokens WHERE previous_digest = ?1"
+)
 _FOLD: Final = "authsvc_fold(name)"  # the folded name, as the listing orders on it
+
+
+def _mark(n: int) -> str:
+    """SQLite's placeholder of the n-th bound value."""
+    return f"?{n}"
 
 
 class SQLiteStore:
@@ -155,13 +163,13 @@ class SQLiteStore:
         reader = self._reader
         if reader is not None:
             try:
-                return self._one(reader, _SELECT_BY_DIGEST, digest)
+                return self._by_digest(reader, digest)
             except sqlite3.OperationalError as exc:
                 if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                     raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
             except (sqlite3.Error, OSError) as exc:
                 raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
-        return await self._run(lambda c: self._one(c, _SELECT_BY_DIGEST, digest))
+        return await self._run(lambda c: self._by_digest(c, digest))
 
     async def get(self, token_id: str) -> TokenRecord | None:
         """The token with this id, or None."""
@@ -172,28 +180,38 @@ class SQLiteStore:
         order = order_by(query.sort, query.order, fold=_FOLD)
         if query.limit < 0 or query.offset < 0:
             raise ValueError("limit and offset must not be negative")
-        where, params = "", []
-        if query.name_contains is not None:
-            where, params = f" WHERE {_NAME_MATCH}", [like_pattern(query.name_contains)]
+        params = Params(_mark)
+        where = f" WHERE {conditions(query, params, fold=_FOLD)}"
         count_sql = f"SELECT count(*) FROM tokens{where}"  # noqa: S608 - fixed fragments only
-        page_sql = f"SELECT {COLUMNS} FROM tokens{where} ORDER BY {order} LIMIT ? OFFSET ?"  # noqa: S608 - fixed fragments only
+        count_values = list(params.values)  # the page adds its paging values after these
+        paging = f"LIMIT {params.add(query.limit)} OFFSET {params.add(query.offset)}"
+        page_sql = f"SELECT {COLUMNS} FROM tokens{where} ORDER BY {order} {paging}"  # noqa: S608 - fixed fragments only
 
         def body(c: sqlite3.Connection) -> tuple[int, list[TokenRecord]]:
-            total = int(c.execute(count_sql, params).fetchone()[0])
-            rows = c.execute(page_sql, [*params, query.limit, query.offset]).fetchall()
+            total = int(c.execute(count_sql, count_values).fetchone()[0])
+            rows = c.execute(page_sql, params.values).fetchall()
             return total, [record_of(row, self._path) for row in rows]
 
         # one read transaction, so the total and the page come from the same snapshot
         return await self._run(lambda c: transaction(c, body, write=False))
 
+    async def count_tokens(self, queries: Sequence[ListQuery]) -> list[int]:
+        """How many tokens match each query's filters, in one pass over the table."""
+        params = Params(_mark)
+        sql = f"SELECT {count_columns(queries, params, fold=_FOLD)} FROM tokens"  # noqa: S608 - fixed fragments only
+        row = await self._run(lambda c: c.execute(sql, params.values).fetchone())
+        return [int(count) for count in row]
+
     async def digest_prefixes(self) -> bytes:
         """The first 8 bytes of every digest, in ascending order (the unique index's)."""
         # Built inside SQLite as one hex string: no Python object per token. An aggregate
         # over an ordered subquery is not flattened, so it sees the rows in index order.
+        # Previous secrets still kept after a rotation with a grace count as existing too.
         sql = (
             "SELECT group_concat(substr(hex(substr(digest, 1, 8)) || '0000000000000000', 1, 16),"
             " '')"
-            " FROM (SELECT digest FROM tokens ORDER BY digest)"
+            " FROM (SELECT digest FROM tokens UNION ALL SELECT previous_digest FROM tokens"
+            " WHERE previous_digest IS NOT NULL ORDER BY 1)"
         )
         return await self._run(lambda c: bytes.fromhex(c.execute(sql).fetchone()[0] or ""))
 
@@ -214,7 +232,7 @@ class SQLiteStore:
             if c.execute("SELECT 1 FROM tokens WHERE id = ?", (record.id,)).fetchone():
                 raise StoreError(f"a token with id {record.id} already exists")
             c.execute(
-                f"INSERT INTO tokens ({COLUMNS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
+                f"INSERT INTO tokens ({COLUMNS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
                 (
                     record.id,
                     record.name,
@@ -225,6 +243,7 @@ class SQLiteStore:
                     record.created_by,
                     record.last_used_at,
                     record.last_used_ip,
+                    None,  # a new token has one secret
                     digest,
                 ),
             )
@@ -238,44 +257,74 @@ class SQLiteStore:
         """Replace a token's permissions; the updated record, or None if no such token."""
 
         def body(c: sqlite3.Connection) -> TokenRecord | None:
-            digest = self._digest(c, token_id)
-            if digest is None:
+            digests = self._digests(c, token_id)
+            if digests is None:
                 return None
             c.execute(
                 "UPDATE tokens SET permissions = ? WHERE id = ?",
                 (json.dumps(sorted(permissions)), token_id),
             )
-            self._log_change(c, token_id, digest)
+            self._log_changes(c, token_id, *digests)
             return self._one(c, _SELECT_BY_ID, token_id)
 
         return await self._run(lambda c: transaction(c, body))
 
     async def replace_digest(
-        self, token_id: str, digest: bytes
+        self, token_id: str, digest: bytes, *, grace_ends_at: float | None = None
     ) -> tuple[bytes, TokenRecord] | None:
-        """Rotate: swap the stored digest; (old digest, record), or None if no such token."""
+        """Rotate: swap the stored digest, keeping the old one until ``grace_ends_at`` if
+        given; (old digest, record), or None if no such token."""
 
         def body(c: sqlite3.Connection) -> tuple[bytes, TokenRecord] | None:
-            old = self._digest(c, token_id)
-            if old is None:
+            digests = self._digests(c, token_id)
+            if digests is None:
                 return None
-            c.execute("UPDATE tokens SET digest = ? WHERE id = ?", (digest, token_id))
-            self._log_change(c, token_id, old)
-            self._log_change(c, token_id, digest)
+            old, older = digests
+            kept = None if grace_ends_at is None else old
+            c.execute(
+                "UPDATE tokens SET digest = ?, previous_digest = ?, grace_ends_at = ? WHERE id = ?",
+                (digest, kept, grace_ends_at, token_id),
+            )
+            # a previous secret still kept from an earlier rotation ends here: a change too
+            self._log_changes(c, token_id, old, older, digest)
             record = self._one(c, _SELECT_BY_ID, token_id)
             return None if record is None else (old, record)
 
         return await self._run(lambda c: transaction(c, body))
 
-    async def delete(self, token_id: str) -> bytes | None:
-        """Delete a token; its digest (for cache invalidation), or None if no such token."""
+    async def end_grace(
+        self, token_id: str, digest: bytes, *, previous: bool = False
+    ) -> tuple[bytes, bytes] | None:
+        """Forget the token's previous secret, if ``digest`` is still its current secret's
+        (or, with ``previous``, that previous secret's); (current digest, previous
+        digest), or None when there is nothing to end."""
+
+        def body(c: sqlite3.Connection) -> tuple[bytes, bytes] | None:
+            digests = self._digests(c, token_id)
+            if digests is None or digests[1] is None:
+                return None
+            if (digests[1] if previous else digests[0]) != digest:
+                return None  # rotated meanwhile: that grace is over already
+            c.execute(
+                "UPDATE tokens SET previous_digest = NULL, grace_ends_at = NULL WHERE id = ?",
+                (token_id,),
+            )
+            self._log_changes(c, token_id, *digests)
+            return digests[0], digests[1]
+
+        return await self._run(lambda c: transaction(c, body))
+
+    async def delete(self, token_id: str, *, digest: bytes | None = None) -> bytes | None:
+        """Delete a token (only while its current secret has ``digest``, if given); its
+        digest (for cache invalidation), or None if no such token."""
 
         def body(c: sqlite3.Connection) -> bytes | None:
-            digest = self._digest(c, token_id)
-            if digest is not None:
-                c.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
-                self._log_change(c, token_id, digest)
-            return digest
+            digests = self._digests(c, token_id)
+            if digests is None or digest not in (None, digests[0]):
+                return None
+            c.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+            self._log_changes(c, token_id, *digests)
+            return digests[0]
 
         return await self._run(lambda c: transaction(c, body))
 
@@ -342,10 +391,27 @@ class SQLiteStore:
         row = conn.execute(sql, (key,)).fetchone()
         return None if row is None else record_of(row, self._path)
 
+    def _by_digest(self, conn: sqlite3.Connection, digest: bytes) -> TokenRecord | None:
+        row = conn.execute(_SELECT_BY_DIGEST, (digest,)).fetchone()
+        if row is None:
+            return None
+        return record_of(row[:-1], self._path, via_previous=bool(row[-1]))
+
     @staticmethod
-    def _digest(conn: sqlite3.Connection, token_id: str) -> bytes | None:
-        row = conn.execute("SELECT digest FROM tokens WHERE id = ?", (token_id,)).fetchone()
-        return None if row is None else bytes(row[0])
+    def _digests(conn: sqlite3.Connection, token_id: str) -> tuple[bytes, bytes | None] | None:
+        """(current digest, previous digest or None) of the token; None if no such token."""
+        row = conn.execute(
+            "SELECT digest, previous_digest FROM tokens WHERE id = ?", (token_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return bytes(row[0]), None if row[1] is None else bytes(row[1])
+
+    def _log_changes(self, conn: sqlite3.Connection, token_id: str, *digests: bytes | None) -> None:
+        """Log each digest that is not None (a previous secret the token may not have)."""
+        for digest in digests:
+            if digest is not None:
+                self._log_change(conn, token_id, digest)
 
     def _log_change(self, conn: sqlite3.Connection, token_id: str, digest: bytes) -> None:
         sqlite_changes.log_change(

@@ -16,6 +16,29 @@ const UNIT_WORDS = { m: ["minute", "minutes"], h: ["hour", "hours"], d: ["day", 
 const STATUSES = new Set(["active", "expired", "blocked"]);
 const DEFAULT_EXPIRY_SECONDS = 30 * 86400;
 const FILTER_DELAY_MS = 250;
+// Tokens whose effective expiry is this close are marked, and listed by "Expiring within
+// 7 days" (the list's expires_within filter, so the mark and the filter agree).
+const EXPIRING_WITHIN = "7d";
+const EXPIRING_WITHIN_MS = 7 * 86400e3;
+// The longest grace a reset may keep the old secret for (the API refuses more).
+const MAX_GRACE_SECONDS = 7 * 86400;
+// A grace as the API reads it: a whole number without leading zeros (or a zero, meaning
+// no grace) and one unit, m, h or d.
+const GRACE_SHAPE = /^(0|[1-9][0-9]{0,11})([mhd])$/;
+// The list's "Show" choices: the query parameters each one adds.
+const SHOW_FILTERS = {
+  active: { status: "active" },
+  expired: { status: "expired" },
+  expiring: { expires_within: EXPIRING_WITHIN },
+};
+const CHECK_LABELS = {
+  token: "Token",
+  request: "Request",
+  tokens_enabled: "Tokens enabled",
+  expiry: "Expiry",
+  ip_filter: "IP filter",
+  permission: "Permission",
+};
 const MANAGE = "ManageOrganizationTokens";
 const VIEW = "ViewOrganizationTokens";
 
@@ -30,9 +53,10 @@ const state = {
   policy: null,
   permissions: [],
   ipFilters: [],
-  list: { name: "", sort: "name", order: "asc", limit: 20, offset: 0, total: 0 },
+  list: { name: "", show: "", sort: "name", order: "asc", limit: 20, offset: 0, total: 0 },
   listSeq: 0,
   details: null,
+  explainSeq: 0, // answers of "Test access" for an earlier request or token are dropped
 };
 
 // ---------------------------------------------------------------------------------------
@@ -329,6 +353,9 @@ async function loadTokens() {
   if (list.name) {
     query.set("name", list.name);
   }
+  for (const [key, value] of Object.entries(SHOW_FILTERS[list.show] || {})) {
+    query.set(key, value);
+  }
   const seq = ++state.listSeq;
   let page;
   try {
@@ -366,6 +393,25 @@ function effectiveExpiry(token) {
   return { at, byPolicy: at !== null && at !== own };
 }
 
+/** Whether `token` still works but stops within 7 days: judged as the list's
+ * expires_within filter judges it (active now, effective expiry after now and at most
+ * 7 days away). */
+function expiresSoon(token) {
+  const { at } = effectiveExpiry(token);
+  const left = at === null ? null : at - Date.now();
+  return token.status === "active" && left !== null && left > 0 && left <= EXPIRING_WITHIN_MS;
+}
+
+/** The mark of a token that expires soon: words, not a colour alone. */
+function expiringMark() {
+  return element("span", "flag expiring", "Expires within 7 days");
+}
+
+/** When the previous secret of a rotation with a grace stops (ms), or null. */
+function previousSecretEnd(token) {
+  return token.previous_secret_expires_at ? Date.parse(token.previous_secret_expires_at) : null;
+}
+
 function expiryCell(token) {
   const cell = element("td");
   const { at, byPolicy } = effectiveExpiry(token);
@@ -376,6 +422,9 @@ function expiryCell(token) {
   cell.append(timeElement(at, formatDate(at)), element("span", "sub", timeLeft(at)));
   if (byPolicy) {
     cell.append(element("span", "sub", "policy maximum lifetime"));
+  }
+  if (expiresSoon(token)) {
+    cell.append(expiringMark());
   }
   return cell;
 }
@@ -437,6 +486,10 @@ function renderTokens(tokens) {
 
     const statusCell = element("td");
     statusCell.append(statusBadge(token.status));
+    const previous = previousSecretEnd(token);
+    if (previous !== null) {
+      statusCell.append(element("span", "sub", `previous secret works until ${formatDate(previous)}`));
+    }
 
     const usedCell = element("td");
     if (token.last_used_at) {
@@ -466,9 +519,7 @@ function renderPager(shown) {
   const empty = $("empty");
   $("table-wrap").hidden = shown === 0;
   if (list.total === 0) {
-    showMessage(empty, list.name
-      ? `No token name contains “${list.name}”.`
-      : "No tokens yet. Use “Add new” to create one.");
+    showMessage(empty, emptyListMessage(list));
     $("page-info").textContent = "";
   } else {
     showMessage(empty, "");
@@ -478,6 +529,21 @@ function renderPager(shown) {
   }
   $("prev-page").disabled = list.offset === 0;
   $("next-page").disabled = list.offset + list.limit >= list.total;
+}
+
+function emptyListMessage(list) {
+  const named = list.name ? ` with “${list.name}” in its name` : "";
+  switch (list.show) {
+    case "expiring":
+      return `No token${named} expires within the next 7 days.`;
+    case "active":
+    case "expired":
+      return `No ${list.show} token${named}.`;
+    default:
+      return list.name
+        ? `No token name contains “${list.name}”.`
+        : "No tokens yet. Use “Add new” to create one.";
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -753,8 +819,10 @@ function showDialogFailure(failure, formError, showField) {
 // ---------------------------------------------------------------------------------------
 // The secret, shown once
 
-function showSecret(title, name, secret) {
+/** Shows `secret` until OK; `note` (optional) says what else the operator should know. */
+function showSecret(title, name, secret, note) {
   $("secret-title").textContent = title;
+  showMessage($("secret-grace"), note);
   $("secret-name").textContent = `“${name}”`;
   $("secret-value").value = secret;
   $("copy-status").textContent = "";
@@ -817,9 +885,15 @@ function renderDetails(token) {
   fact(facts, "Created", timeElement(created, `${formatDate(created)} by ${token.created_by}`));
   const { at, byPolicy } = effectiveExpiry(token);
   const limit = byPolicy ? ", the policy's maximum lifetime" : "";
+  const soon = expiresSoon(token) ? [" ", expiringMark()] : [];
   fact(facts, "Expires", at === null
     ? element("span", "", "Never")
-    : timeElement(at, `${formatDate(at)} (${timeLeft(at)})${limit}`));
+    : timeElement(at, `${formatDate(at)} (${timeLeft(at)})${limit}`), ...soon);
+  const previous = previousSecretEnd(token);
+  if (previous !== null) {
+    fact(facts, "Previous secret", timeElement(previous, `works until ${formatDate(previous)} `
+      + `(${relativeTime(previous)}), or until the new secret is first used`));
+  }
   const filter = ipFilterText(token);
   fact(facts, "IP filter", element("span", "", filter.name
     ? `${filter.name}${filter.note ? ` (${filter.note})` : ""}`
@@ -860,6 +934,7 @@ function renderDetails(token) {
   $("reset-secret").disabled = beyond !== null;
   showMessage($("reset-secret-hint"), beyond && `Your token cannot reset this secret: ${beyond}.`);
   $("delete-token").hidden = !canWrite();
+  resetExplain();
 }
 
 async function openDetails(tokenId) {
@@ -933,27 +1008,111 @@ function confirmAction(title, message, action) {
   });
 }
 
-async function resetSecret() {
+/** The rotate dialog's grace control in use: the duration field for "another time",
+ * else the choice list. */
+function graceControl() {
+  return $("rotate-grace").value === "other" ? $("rotate-grace-duration") : $("rotate-grace");
+}
+
+/** The grace chosen: `{ grace, seconds }` (grace null: none), or `{ error }` to show
+ * at the field. Checked as the API checks it, which stays the authority. */
+function chosenGrace() {
+  const choice = $("rotate-grace").value;
+  const text = choice === "other" ? $("rotate-grace-duration").value.trim() : choice;
+  if (text === "") {
+    return choice === "other"
+      ? { error: "Enter a grace period, for example 90m, 12h or 3d." }
+      : { grace: null, seconds: 0 };
+  }
+  const match = GRACE_SHAPE.exec(text);
+  if (match === null) {
+    return { error: `“${text}” is not a duration: write a whole number followed by m, h or d, `
+      + "for example 90m, 12h or 3d." };
+  }
+  const seconds = Number(match[1]) * UNIT_SECONDS[match[2]];
+  if (seconds > MAX_GRACE_SECONDS) {
+    return { error: `${text} is longer than the 7 days an old secret may be kept.` };
+  }
+  return { grace: seconds === 0 ? null : text, seconds };
+}
+
+function updateRotateMessage() {
   const token = state.details;
-  const ok = await confirmAction(
-    `Reset the secret of “${token.name}”?`,
-    "The current secret stops working at once; anything using it loses access until it "
-      + "gets the new one. The new secret is shown once.",
-    "Reset secret",
-  );
-  if (!ok) {
+  $("rotate-grace-other").hidden = $("rotate-grace").value !== "other";
+  const chosen = chosenGrace();
+  const parts = [];
+  if (chosen.error === undefined && chosen.seconds === 0) {
+    parts.push("The current secret stops working at once; anything using it loses access "
+      + "until it gets the new one.");
+  } else {
+    const how = chosen.error === undefined ? `for ${durationText(chosen.seconds)}` : "for the grace period";
+    parts.push(`The current secret keeps working ${how}, or until the new secret is first `
+      + "used, whichever comes first: deploy the new secret meanwhile.");
+  }
+  if (previousSecretEnd(token) !== null) {
+    parts.push("The old secret kept by the last reset stops at once.");
+  }
+  parts.push("The new secret is shown once.");
+  $("rotate-message").textContent = parts.join(" ");
+}
+
+function clearRotateErrors() {
+  setFieldError($("rotate-grace-error"), [$("rotate-grace"), $("rotate-grace-duration")], "");
+  showMessage($("rotate-error"), "");
+}
+
+function resetSecret() {
+  const token = state.details;
+  $("rotate-title").textContent = `Reset the secret of “${token.name}”?`;
+  $("rotate-grace").value = "";
+  $("rotate-grace-duration").value = "";
+  clearRotateErrors();
+  updateRotateMessage();
+  $("rotate-dialog").showModal();
+  $("rotate-cancel").focus(); // the safe choice is the default one
+}
+
+function showGraceError(message) {
+  const control = graceControl();
+  setFieldError($("rotate-grace-error"), [control], message);
+  control.focus();
+}
+
+async function submitRotate(event) {
+  event.preventDefault();
+  const token = state.details;
+  clearRotateErrors();
+  const chosen = chosenGrace();
+  if (chosen.error !== undefined) {
+    showGraceError(chosen.error);
     return;
   }
+  const submit = $("rotate-submit");
+  submit.disabled = true;
   let rotated;
   try {
-    rotated = await api("POST", `/tokens/${encodeURIComponent(token.id)}/rotate`);
+    // Without a grace no body is sent: a rotation exactly as before graces existed.
+    const body = chosen.grace === null ? undefined : { grace: chosen.grace };
+    rotated = await api("POST", `/tokens/${encodeURIComponent(token.id)}/rotate`, body);
   } catch (failure) {
-    showDialogFailure(failure, $("details-error"), () => false);
+    showDialogFailure(failure, $("rotate-error"), (field, message) => {
+      if (field !== "grace") {
+        return false;
+      }
+      showGraceError(message);
+      return true;
+    });
     return;
+  } finally {
+    submit.disabled = false;
   }
+  closeDialog($("rotate-dialog"));
   state.details = rotated;
   renderDetails(rotated);
-  showSecret("New secret", rotated.name, rotated.token);
+  const previous = previousSecretEnd(rotated);
+  const note = previous === null ? "" : `The previous secret keeps working until `
+    + `${formatDate(previous)} (${relativeTime(previous)}), or until this one is first used.`;
+  showSecret("New secret", rotated.name, rotated.token, note);
   $("notice").textContent = `Reset the secret of “${rotated.name}”.`;
   await loadTokens();
 }
@@ -978,6 +1137,123 @@ async function deleteToken() {
   closeDialog($("details-dialog"));
   $("notice").textContent = `Deleted token “${token.name}”.`;
   await loadTokens();
+}
+
+// ---------------------------------------------------------------------------------------
+// Test access: what /auth would answer for this token and a request (POST /explain)
+
+/** The error text and control of the explain form's `field` (a body key), or null. */
+function explainFieldParts(field) {
+  switch (field) {
+    case "method":
+      return { error: $("explain-method-error"), controls: [$("explain-method")] };
+    case "uri":
+      return { error: $("explain-uri-error"), controls: [$("explain-uri")] };
+    case "ip":
+      return { error: $("explain-ip-error"), controls: [$("explain-ip")] };
+    default:
+      return null;
+  }
+}
+
+function clearExplainErrors() {
+  for (const field of ["method", "uri", "ip"]) {
+    const parts = explainFieldParts(field);
+    setFieldError(parts.error, parts.controls, "");
+  }
+  showMessage($("explain-error"), "");
+}
+
+/** A fresh form for another token (or the same one changed): no result, no errors, and
+ * any answer still on its way is dropped. What was typed stays, to try it again. */
+function resetExplain() {
+  state.explainSeq += 1;
+  clearExplainErrors();
+  const result = $("explain-result");
+  result.replaceChildren();
+  result.hidden = true;
+  $("explain-submit").disabled = false;
+}
+
+function renderExplanation(answer) {
+  const allowed = answer.status === 200;
+  const verdict = element("p", `verdict ${allowed ? "verdict-allow" : "verdict-deny"}`);
+  verdict.append(
+    `${allowed ? "Allowed" : "Refused"}: `,
+    element("code", "", `${answer.status} ${answer.reason}`),
+  );
+  const checks = element("ul", "explain-checks");
+  for (const check of Array.isArray(answer.checks) ? answer.checks : []) {
+    const item = element("li", check.passed ? "check-passed" : "check-failed");
+    item.append(
+      element("span", `flag ${check.passed ? "outcome-passed" : "outcome-failed"}`,
+        check.passed ? "passed" : "failed"),
+      element("span", "check-name", CHECK_LABELS[check.check] || String(check.check)),
+      element("span", "check-detail", String(check.detail ?? "")),
+    );
+    checks.append(item);
+  }
+  const facts = element("dl", "facts");
+  fact(facts, "Matched endpoint", answer.matched_endpoint
+    ? element("code", "", String(answer.matched_endpoint))
+    : element("span", "", "None: no permission of this token grants the request"));
+  fact(facts, "Deciding IP rule", answer.ip_rule
+    ? element("code", "", String(answer.ip_rule))
+    : element("span", "", "None: no IP filter applies to this token"));
+  const result = $("explain-result");
+  result.replaceChildren(verdict, checks, facts);
+  result.hidden = false;
+}
+
+async function submitExplain(event) {
+  event.preventDefault();
+  const token = state.details;
+  resetExplain();
+  const method = $("explain-method").value.trim();
+  const uri = $("explain-uri").value.trim();
+  const ip = $("explain-ip").value.trim();
+  const errors = {};
+  if (method === "") {
+    errors.method = "Enter the request's method, for example GET.";
+  }
+  if (uri === "") {
+    errors.uri = "Enter the request target, for example /api/v1/items?page=2.";
+  }
+  const fields = Object.keys(errors);
+  for (const field of fields) {
+    const parts = explainFieldParts(field);
+    setFieldError(parts.error, parts.controls, errors[field]);
+  }
+  if (fields.length > 0) {
+    explainFieldParts(fields[0]).controls[0].focus();
+    return;
+  }
+  const seq = state.explainSeq;
+  const submit = $("explain-submit");
+  submit.disabled = true;
+  let answer;
+  try {
+    answer = await api("POST", "/explain", { token_id: token.id, method, uri, ip: ip || null });
+  } catch (failure) {
+    if (seq === state.explainSeq) {
+      submit.disabled = false;
+      showDialogFailure(failure, $("explain-error"), (field, message) => {
+        const parts = explainFieldParts(field);
+        if (parts === null) {
+          return false;
+        }
+        setFieldError(parts.error, parts.controls, message);
+        parts.controls[0].focus();
+        return true;
+      });
+    }
+    return;
+  }
+  if (seq !== state.explainSeq) {
+    return; // the details changed (another token, or this one updated) meanwhile
+  }
+  submit.disabled = false;
+  renderExplanation(answer);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1024,6 +1300,10 @@ function wire() {
     Object.assign(state.list, { sort, order, offset: 0 });
     loadTokens();
   });
+  $("filter-status").addEventListener("change", () => {
+    Object.assign(state.list, { show: $("filter-status").value, offset: 0 });
+    loadTokens();
+  });
   $("page-size").addEventListener("change", () => {
     Object.assign(state.list, { limit: Number($("page-size").value), offset: 0 });
     loadTokens();
@@ -1065,6 +1345,14 @@ function wire() {
   $("details-form").addEventListener("submit", savePermissions);
   $("details-close").addEventListener("click", () => closeDialog($("details-dialog")));
   $("reset-secret").addEventListener("click", resetSecret);
+  $("rotate-form").addEventListener("submit", submitRotate);
+  $("rotate-cancel").addEventListener("click", () => closeDialog($("rotate-dialog")));
+  $("rotate-grace").addEventListener("change", () => {
+    clearRotateErrors();
+    updateRotateMessage();
+  });
+  $("rotate-grace-duration").addEventListener("input", updateRotateMessage);
+  $("explain-form").addEventListener("submit", submitExplain);
   $("delete-token").addEventListener("click", deleteToken);
 }
 
