@@ -76,6 +76,9 @@ def main() -> None:
         "--skip-extras", action="store_true", help="skip the RSS, start-up and micro measurements"
     )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser.add_argument(
+        "--keep-work", action="store_true", help="keep the work folder (logs, stores) afterwards"
+    )
     args = parser.parse_args()
     wanted = PATHS if args.paths is None else tuple(p.strip() for p in args.paths.split(","))
     unknown = [p for p in wanted if p not in PATHS]
@@ -90,8 +93,13 @@ def main() -> None:
     try:
         with Procs(work) as procs:
             results = run(args, work, procs)
+    except BaseException:
+        print(f"bench: failed; its logs are kept in {work}", file=sys.stderr)
+        raise
     finally:
         shutil.rmtree(nginx_conf.microcache_dir(work / "nginx"), ignore_errors=True)
+    if not args.keep_work:  # stores of up to 1,000,000 tokens: hundreds of MB
+        shutil.rmtree(work, ignore_errors=True)
     write_report(args, results)
     print(f"bench: wrote {args.output}")
 
