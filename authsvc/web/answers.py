@@ -30,8 +30,6 @@ from authsvc.rules.durations import rfc3339
 #: nginx honours X-Accel-Expires over Cache-Control, and only where proxy_cache is on.
 MICROCACHE_SECONDS = 1
 
-STATUS = AUTH_STATUS  # the status /auth answers for each reason
-
 
 _LINE_BREAK = re.compile("[\r\n\0]")
 
@@ -54,7 +52,7 @@ def _denial_block(reason: Reason) -> bytes:
     fields = [("X-Auth-Reason", reason.value)]
     if reason is Reason.MISSING_TOKEN:
         fields.append(("WWW-Authenticate", 'Bearer realm="authsvc"'))
-    elif STATUS[reason] == 401:
+    elif AUTH_STATUS[reason] == 401:
         fields.append(("WWW-Authenticate", 'Bearer realm="authsvc", error="invalid_token"'))
     fields += [("Cache-Control", "no-store"), ("X-Accel-Expires", "0")]
     return header_block(fields) + _TAIL
@@ -171,7 +169,7 @@ class PreparedAnswer(web.StreamResponse):
 
 
 def denial(reason: Reason) -> PreparedAnswer:
-    return PreparedAnswer(STATUS[reason], _DENIALS[reason])
+    return PreparedAnswer(AUTH_STATUS[reason], _DENIALS[reason])
 
 
 def internal_error() -> PreparedAnswer:

@@ -26,6 +26,7 @@ from authsvc.rules.tokens import (
     has_token_shape,
     has_valid_checksum,
     previous_secret_ends_at,
+    secret_ended,
 )
 from authsvc.service.runtime import Runtime
 from authsvc.store import StoreUnavailable
@@ -151,9 +152,8 @@ class AuthHandler:
         else:
             self._counts.cache_hits += 1
         now = self._clock()
-        grace = record.grace_ends_at  # None but during a rotation's grace
-        if grace is not None and record.via_previous and now >= grace:
-            reason = Reason.INVALID_TOKEN  # that previous secret is over: as if unknown
+        if secret_ended(record, now):
+            reason = Reason.INVALID_TOKEN  # a previous secret past its grace: as if unknown
         else:
             reason = decide(record, described, config, now)
         if reason is not Reason.OK:
