@@ -20,17 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from authsvc.cli_args import DEFAULT_CONFIG, build_parser
+from authsvc.cli_backup import COMMANDS as BACKUP_COMMANDS
+from authsvc.cli_backup import run_backup_command
 from authsvc.cli_explain import run_explain
+from authsvc.cli_usage import run_usage
 from authsvc.config import Config, ConfigError
-from authsvc.config.check import refusals
+from authsvc.config.check import lowered_limit, refusals
 from authsvc.config.load import load_config
 from authsvc.rules.policy import Refused
 from authsvc.rules.tokens import TokenRecord, is_token_id, redact_secrets
+from authsvc.service.key_check import KeyRefused, bind_key, check_key
 from authsvc.service.runtime import Runtime
 from authsvc.service.secret_key import SecretKeyError
 from authsvc.service.token_service import CLI_ACTOR
 from authsvc.service.token_view import token_object
-from authsvc.store import ListQuery, StatusBasis, StoreError, TokenStore, open_store
+from authsvc.store import KEEP, ListQuery, StatusBasis, StoreError, TokenStore, open_store
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -79,8 +83,8 @@ def _run_reporting_errors(args: argparse.Namespace, config: Config, store: Token
         return _run(args, config, store)
     except Refused as error:
         return fail(_refusal_message(error, config))
-    except SecretKeyError as error:
-        return fail(str(error))
+    except (SecretKeyError, KeyRefused) as error:
+        return _key_failure(error, serving=args.command == "serve")
     except StoreError as error:
         return fail(
             f"the token store is unavailable ({error}); check the store setting in {config.path}"
@@ -89,6 +93,18 @@ def _run_reporting_errors(args: argparse.Namespace, config: Config, store: Token
         return fail(_os_error_message(error, config))
     except KeyboardInterrupt:
         return 130
+
+
+def _key_failure(error: SecretKeyError | KeyRefused, *, serving: bool) -> int:
+    """An unreadable key: 1. A key that is not the store's (or missing for a store with
+    tokens): 2, which no restart can cure (the systemd unit's RestartPreventExitStatus=2),
+    logged at ERROR by ``serve``."""
+    if not isinstance(error, KeyRefused):
+        return fail(str(error))
+    if serving:
+        logging.getLogger("authsvc.key_check").error("refusing to serve: %s", error)
+        return EXIT_CONFIG
+    return fail(str(error), EXIT_CONFIG)
 
 
 def _configure_logging(*, serving: bool) -> None:
@@ -131,11 +147,13 @@ def _os_error_message(error: OSError, config: Config) -> str:
     return str(error)
 
 
-def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
+def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:  # noqa: PLR0911 - one return per command
     if args.command == "serve":
         return _serve(args, config)
     if args.command == "migrate":
-        return asyncio.run(_migrate(store))
+        return asyncio.run(_migrate(config, store))
+    if args.command in BACKUP_COMMANDS:
+        return run_backup_command(args, config)
     if args.command == "config":
         print(f"{config.path}: configuration is valid")
         return asyncio.run(_config_check(config, store))
@@ -149,7 +167,9 @@ def _run(args: argparse.Namespace, config: Config, store: TokenStore) -> int:
         )
     if args.command == "explain":
         return asyncio.run(run_explain(config, store, args))
-    if args.action == "revoke":
+    if args.action == "usage":
+        work = run_usage(config, store, args)
+    elif args.action == "revoke":
         work = _revoke(config, store, as_json=args.json)
     else:
         work = _token(config, store, args)
@@ -160,6 +180,9 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     if args.workers > 1:
         from authsvc.service.workers import Supervisor  # noqa: PLC0415
 
+        # refused here once, rather than by each worker in turn (KeyRefused: exit 2)
+        asyncio.run(_bind_key(config))
+
         return Supervisor(config, args.workers).run()
     # aiohttp is imported only where it is needed: token commands start faster.
     from authsvc.web.server import run_server  # noqa: PLC0415
@@ -168,10 +191,23 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-async def _migrate(store: TokenStore) -> int:
+async def _bind_key(config: Config) -> None:
+    """Check the key against the store (creating it for a store without tokens)."""
+    store = open_store(config.store)
+    await store.open()
+    try:
+        await bind_key(store, config.secret_key_file)
+    finally:
+        await store.close()
+
+
+async def _migrate(config: Config, store: TokenStore) -> int:
     """Opening a store applies its pending migrations (under a lock on PostgreSQL)."""
     await store.open()
-    await store.close()
+    try:
+        await check_key(store, config.secret_key_file)  # records the key check (schema 3)
+    finally:
+        await store.close()
     print(f"token store schema is at version {store.schema_version}: up to date")
     return 0
 
@@ -191,11 +227,18 @@ async def _token(config: Config, store: TokenStore, args: argparse.Namespace) ->
                 permissions=list(config.permissions) if args.all_permissions else args.permissions,
                 expires_in=args.expires_in,
                 ip_filter=args.ip_filter,
+                rate_limit=args.rate_limit,
             )
             _print_secret(token_object(record, policy, now), secret, as_json=args.json)
         elif args.action == "update":
-            record = await service.update_permissions(
-                actor=CLI_ACTOR, client=None, token_id=args.id, permissions=args.permissions
+            if args.permissions is None and args.rate_limit is None:
+                return fail("give --permission, --rate-limit or both", EXIT_CONFIG)
+            record = await service.update(
+                actor=CLI_ACTOR,
+                client=None,
+                token_id=args.id,
+                permissions=args.permissions,
+                rate_limit=_rate_limit_option(args.rate_limit),
             )
             _print_tokens([record], config, now, as_json=args.json, single=True)
         elif args.action == "rotate":
@@ -218,6 +261,13 @@ async def _token(config: Config, store: TokenStore, args: argparse.Namespace) ->
         return 0
     finally:
         await runtime.close()
+
+
+def _rate_limit_option(text: str | None) -> object:
+    """``--rate-limit`` of ``token update``: absent keeps the limit, ``none`` removes it."""
+    if text is None:
+        return KEEP
+    return None if text.strip().lower() == "none" else text
 
 
 async def _listed(
@@ -301,6 +351,7 @@ async def _config_check(config: Config, store: TokenStore) -> int:
         return 0
     await store.open()
     try:
+        await check_key(store, config.secret_key_file)
         records = await store.all_tokens()
     finally:
         await store.close()
@@ -310,4 +361,7 @@ async def _config_check(config: Config, store: TokenStore) -> int:
         print(f"all {len(records)} existing token(s) are accepted by this policy")
     for record, reasons in problems:
         print(f"refused: {record.id} ({record.name}): {'; '.join(reasons)}")
+    for record in records:
+        if (lowered := lowered_limit(record, config)) is not None:
+            print(f"limited: {record.id} ({record.name}): {lowered}")
     return 0

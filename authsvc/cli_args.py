@@ -7,7 +7,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from authsvc.cli_backup import add_backup_parsers
 from authsvc.cli_explain import add_explain_parser
+from authsvc.cli_usage import add_usage_parser
 from authsvc.rules.durations import parse_duration
 
 DEFAULT_CONFIG = "config/authsvc.yaml"
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--expires-in", help="lifetime from now: 30m, 12h, 90d")
     create.add_argument("--ip-filter", help="name of an IP filter from the configuration")
+    create.add_argument(
+        "--rate-limit", metavar="LIMIT", help="allowed requests per s, m or h: 600/m, 5/s"
+    )
     create.add_argument("--json", action="store_true", help="print a JSON object")
     listing = actions.add_parser("list", help="list tokens")
     listing.add_argument(
@@ -92,14 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("--json", action="store_true", help='print {"id", "revoked"}')
     update = actions.add_parser(
-        "update", help="replace a token's permissions (if the policy allows permission updates)"
+        "update",
+        help="replace a token's permissions (if the policy allows permission updates) "
+        "and/or its rate limit",
     )
     update.add_argument("id")
-    update.add_argument("--permission", required=True, **_PERMISSION)
+    update.add_argument("--permission", **_PERMISSION)
+    update.add_argument(
+        "--rate-limit", metavar="LIMIT", help="a new limit such as 600/m, or 'none' for none"
+    )
     update.add_argument("--json", action="store_true")
     actions.add_parser("delete", help="delete a token").add_argument("id")
+    add_usage_parser(actions)
 
     add_explain_parser(commands)
+    add_backup_parsers(commands)
 
     config = commands.add_parser("config", help="configuration tools")
     config_actions = config.add_subparsers(dest="action", required=True, metavar="ACTION")

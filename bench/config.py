@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -19,7 +20,14 @@ def shipped_max_entries() -> int:
 
 
 def write_config(
-    work: Path, name: str, auth: int, admin: int, db: Path, *, max_entries: int
+    work: Path,
+    name: str,
+    auth: int,
+    admin: int,
+    db: Path,
+    *,
+    max_entries: int,
+    rate_limits: dict[str, Any] | None = None,
 ) -> Path:
     data = yaml.safe_load(SHIPPED.read_text())
     data.update(
@@ -36,6 +44,8 @@ def write_config(
             "ip_filters": {**data["ip_filters"], **filter_rules()},
         }
     )
+    if rate_limits is not None:
+        data["rate_limits"] = rate_limits
     path = work / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path

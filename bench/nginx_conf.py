@@ -59,7 +59,7 @@ def _derived(prefix: Path, ports: dict[str, int], shipped: Path) -> dict[str, Pa
                 f"server 127.0.0.1:{ports[f'auth-{name}']};",
                 src,
             )
-            for name in ("mix", "w2")
+            for name in ("mix", "w2", "rl")
         },
         "floor-auth": _replace(
             _replace(auth, "location = /_authsvc", "location = /_floor", "authsvc-auth.conf"),
@@ -75,7 +75,7 @@ def _derived(prefix: Path, ports: dict[str, int], shipped: Path) -> dict[str, Pa
             f"{name}-auth": _replace(
                 auth, "http://authsvc/auth", f"http://authsvc_{name}/auth", "authsvc-auth.conf"
             )
-            for name in ("mix", "w2")
+            for name in ("mix", "w2", "rl")
         },
         "mix-microcache-auth": _replace(
             microcache,
@@ -131,7 +131,7 @@ def write(prefix: Path, ports: dict[str, int], shipped: Path) -> Path:
     user = "user root;\n" if os.geteuid() == 0 else ""
     svc_listens = "".join(
         f"    listen 127.0.0.1:{ports[n]};\n"
-        for n in ("svc-hit", "svc-deny", "svc-junk", "svc-miss")
+        for n in ("svc-hit", "svc-deny", "svc-junk", "svc-miss", "svc-ratelimited-instance")
     )
     # The micro-cache's status for the mix, per main request: the shipped auth location
     # logs nothing (access_log off), so the protected location copies the subrequest's
@@ -160,6 +160,7 @@ http {{
 {temp}  include {conf["upstream"]};
   include {conf["upstream-mix"]};
   include {conf["upstream-w2"]};
+  include {conf["upstream-rl"]};
   include {conf["microcache-zone"]};
   upstream floor {{ server 127.0.0.1:{ports["floor-app"]}; keepalive 32; }}
   upstream bench_ok {{ server 127.0.0.1:{ports["ok"]}; keepalive 32; keepalive_requests 1000000; }}
@@ -187,6 +188,11 @@ http {{
   server {{
     listen 127.0.0.1:{ports["svc-get"]}; root {www};
     include {conf["get-auth"]};
+    location / {{ include {shipped_protect}; }}
+  }}
+  server {{
+    listen 127.0.0.1:{ports["svc-ratelimited-cluster"]}; root {www};
+    include {conf["rl-auth"]};
     location / {{ include {shipped_protect}; }}
   }}
   server {{

@@ -9,6 +9,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.ratelimits import section as rate_limit_section
+
 TARGETS = """\
 | target | measured | met |
 | --- | --- | --- |
@@ -275,7 +277,7 @@ shares the 2 cores, so absolute numbers are low; the ratios are what to compare.
 Where a target is not met, `docs/performance-notes.md` shows the profile and what stands
 in the way.
 
-{_sizing(results)}{_composition(results)}{micro}"""
+{rate_limit_section(results)}{_sizing(results)}{_composition(results)}{micro}"""
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)

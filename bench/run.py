@@ -1,7 +1,7 @@
 """authsvc benchmark: every path side by side, interleaved over several rounds, medians.
 
 Usage: scripts/bench [--rounds N] [--duration SECONDS] [--paths a,b,c] [--skip-extras]
-                     [--output docs/performance.md]
+                     [--output docs/performance.md] [--redis redis://127.0.0.1:6379/0]
 
 Everything runs on loopback: one nginx (worker_processes 1) with one server block per
 path, authsvc with the shipped catalog, the `floor` handler, and wrk (1 thread). The
@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from authsvc.rules.tokens import digest
-from bench import extras, micro, mix, nginx_conf
+from bench import extras, micro, mix, nginx_conf, ratelimits
 from bench.config import KEY, REPO, SHIPPED, shipped_max_entries, write_config
 from bench.data import bulk_tokens, fast_secret
 from bench.procs import Procs, cpu_seconds, wait_http
@@ -42,6 +42,7 @@ PATHS = (
     "svc-junk",
     "svc-miss",
     "svc-microcache",
+    *ratelimits.PATHS,
     "floor-mix",
     "svc-mix",
     "svc-mix-w2",
@@ -60,6 +61,7 @@ CPU_OF = {
     "floor-mix": {"nginx": "nginx", "floor": "floor"},
     "svc-mix": {"nginx": "nginx", "authsvc": "authsvc-mix"},
     "svc-mix-w2": {"nginx": "nginx", "authsvc": "authsvc-w2"},
+    **ratelimits.CPU_OF,
 }
 PROCESSES = {"svc-mix": 1, "svc-mix-w2": 2}
 
@@ -76,6 +78,9 @@ def main() -> None:
         "--skip-extras", action="store_true", help="skip the RSS, start-up and micro measurements"
     )
     parser.add_argument("--output", type=Path, default=REPO / "docs" / "performance.md")
+    parser.add_argument(
+        "--redis", default=ratelimits.DEFAULT_REDIS, help="for svc-ratelimited-cluster"
+    )
     parser.add_argument(
         "--keep-work", action="store_true", help="keep the work folder (logs, stores) afterwards"
     )
@@ -106,11 +111,14 @@ def main() -> None:
 
 def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]:
     key = KEY.encode()  # AUTHSVC_SECRET_KEY is used as UTF-8 bytes
-    hot = fast_secret()
+    if "svc-ratelimited-cluster" in args.paths:
+        ratelimits.require_redis(args.redis)
+    hot, limited = fast_secret(), fast_secret()
     db = work / "authsvc.db"
     print(f"bench: {args.tokens} tokens into SQLite", flush=True)
     bulk_tokens(db, key, args.tokens, "MonitorQueries", work / "tokens.txt")
     _insert_one(db, key, hot)
+    ratelimits.insert_limited(db, key, limited)
     # The floor's tokens: the hot one, allowed from loopback only (one CIDR check, as
     # before), and the mix's when a mix path runs.
     floor_tokens = [f"{hot} 127.0.0.0/8"]
@@ -126,19 +134,19 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
     ports = procs.ports(
         *PATHS,
         *("auth", "admin", "floor-app", "auth-big", "admin-big", "ok"),
-        *("auth-mix", "admin-mix", "auth-w2", "admin-w2"),
+        *("auth-mix", "admin-mix", "auth-w2", "admin-w2", "auth-rl", "admin-rl"),
     )
     # The single-request paths' instance: a cache of a tenth of the tokens, so that
     # svc-miss (random tokens over all of them) misses.
+    cache_size = max(args.tokens // 10, 1000)
     config = write_config(
-        work,
-        "authsvc.yaml",
-        ports["auth"],
-        ports["admin"],
-        db,
-        max_entries=max(args.tokens // 10, 1000),
+        work, "authsvc.yaml", ports["auth"], ports["admin"], db, max_entries=cache_size
     )
     procs.authsvc(config, ports["admin"], name="authsvc")
+    if "svc-ratelimited-cluster" in args.paths:
+        ratelimits.start_cluster_instance(
+            work, procs, ports, db, cache_size=cache_size, redis_url=args.redis
+        )
     # The mix's instances have the shipped cache (svc-miss would otherwise empty it
     # between rounds): one process, and `--workers 2`, on the same store.
     instances = {"mix": (1, {"svc-mix", "svc-microcache-mix"}), "w2": (2, {"svc-mix-w2"})}
@@ -164,7 +172,14 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
     procs.nginx(nginx_conf.write(prefix, ports, REPO / "deploy" / "nginx"), ports["plain"])
 
     rounds, composition, cache, records, cpu = _measure(
-        args, procs, ports=ports, hot=hot, mix_file=mix_file, the_mix=the_mix, prefix=prefix
+        args,
+        procs,
+        ports=ports,
+        hot=hot,
+        mix_file=mix_file,
+        the_mix=the_mix,
+        prefix=prefix,
+        limited=limited,
     )
     results: dict[str, object] = {
         "paths": args.paths,
@@ -178,6 +193,7 @@ def run(args: argparse.Namespace, work: Path, procs: Procs) -> dict[str, object]
         "processes": PROCESSES,
         "machine": extras.machine(),
         "args": vars(args),
+        "ratelimits": ratelimits.check_counted(ports, args.paths),
     }
     if not args.skip_extras:
         print("bench: pure decision", flush=True)
@@ -195,6 +211,7 @@ def _measure(
     *,
     ports: dict[str, int],
     hot: str,
+    limited: str,
     mix_file: Path,
     the_mix: mix.Mix | None,
     prefix: Path,
@@ -218,6 +235,8 @@ def _measure(
         "svc-junk": {"Authorization": "Bearer authsvc_" + "A" * 49},
         # svc-hit's request through the optional nginx micro-cache (deploy/nginx/microcache/).
         "svc-microcache": {"Authorization": f"Bearer {hot}"},
+        # svc-hit's request with a token that carries a (never reached) rate limit.
+        **{name: {"Authorization": f"Bearer {limited}"} for name in ratelimits.PATHS},
     }
     paths = args.paths
     rounds: dict[str, list[Result]] = {name: [] for name in paths}

@@ -91,6 +91,7 @@ READS = [
     pytest.param("GET", "/admin/v1/permissions", ABSENT, id="permissions"),
     pytest.param("GET", "/admin/v1/ip-filters", ABSENT, id="ip-filters"),
     pytest.param("GET", "/admin/v1/policy", ABSENT, id="policy"),
+    pytest.param("GET", f"{TOKENS}/{{id}}/usage", ABSENT, id="usage"),
 ]
 WRITES = [
     pytest.param("POST", TOKENS, new_token("new"), id="create"),

@@ -19,6 +19,7 @@ POLICY: dict[str, Any] = {
     "max_lifetime": None,
     "enforce_ip_filter": None,
     "allow_permission_updates": True,
+    "max_rate_limit": None,
 }
 
 #: The test configuration: every section that must be written out, and no other.
@@ -58,6 +59,7 @@ TOKEN_FIELDS = frozenset(
         "created_by",
         "last_used_at",
         "last_used_ip",
+        "rate_limit",
     }
 )
 

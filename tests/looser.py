@@ -53,6 +53,10 @@ def loosenings(full: Config, cut: Config) -> list[str]:
         found.append("tokens_enabled")
     if q.allow_permission_updates and not p.allow_permission_updates:
         found.append("allow_permission_updates")
+    if p.max_rate_limit is not None and (
+        q.max_rate_limit is None or q.max_rate_limit.rate > p.max_rate_limit.rate
+    ):
+        found.append(f"max_rate_limit {q.max_rate_limit and q.max_rate_limit.text}")
     if p.max_lifetime is not None and (q.max_lifetime is None or q.max_lifetime > p.max_lifetime):
         found.append(f"max_lifetime {q.max_lifetime_text}")
     if p.enforce_ip_filter is not None and q.enforce_ip_filter != p.enforce_ip_filter:

@@ -211,8 +211,10 @@ class AuthsvcServer:
         name: str | None = None,
         expires_in: str | None = None,
         ip_filter: str | None = None,
+        rate_limit: str | None = None,
     ) -> IssuedToken:
-        """Create a token with the CLI (a unique name unless given)."""
+        """Create a token with the CLI (a unique name unless given; ``rate_limit`` such as
+        ``"5/s"``)."""
         name = name or f"e2e-{uuid.uuid4().hex[:12]}"
         args = ["token", "create", "--name", name, "--json"]
         for permission in permissions:
@@ -221,6 +223,8 @@ class AuthsvcServer:
             args += ["--expires-in", expires_in]
         if ip_filter is not None:
             args += ["--ip-filter", ip_filter]
+        if rate_limit is not None:
+            args += ["--rate-limit", rate_limit]
         created = json.loads(self.cli(*args))
         return IssuedToken(id=created["id"], name=name, secret=created["token"])
 

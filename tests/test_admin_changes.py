@@ -114,10 +114,10 @@ class TestPatch:
             pytest.param(
                 {"permissions": ["Writer"], "expires_in": "1d"}, "expires_in", id="expires_in"
             ),
-            pytest.param({}, "permissions", id="empty-object"),
+            pytest.param({"rate_limit": "5/s", "ip_filter": None}, "ip_filter", id="ip_filter"),
         ],
     )
-    async def test_only_permissions_can_change(
+    async def test_only_permissions_and_rate_limit_can_change(
         self,
         runtime: Runtime,
         admin_client: Client,
@@ -125,8 +125,8 @@ class TestPatch:
         body: dict[str, Any],
         field: str,
     ) -> None:
-        """Other fields are unknown (422), a missing list is invalid (422); either names
-        the field."""
+        """Fields other than permissions and rate_limit are unknown (422), naming the
+        field (an empty object: tests/test_admin_rate_limit.py)."""
         target, _ = await mint(runtime, "Reader")
         reply = await send(admin_client, "PATCH", f"{TOKENS}/{target.id}", admin_secret, body=body)
         assert reply.status == 422

@@ -51,6 +51,7 @@ class TestCreate:
             "created_by": admin[0].id,
             "last_used_at": None,
             "last_used_ip": None,
+            "rate_limit": None,
         }
         keys = list(reply.body)
         assert keys[keys.index("expires_at") + 1] == "effective_expires_at"

@@ -40,6 +40,16 @@ CATALOG = {
 # (security_policy, method, path ("{id}": a Reader token), JSON body, status, code, field):
 # at least one call per code that names a field, and per body key and list parameter.
 FIELD_ERRORS = [
+    pytest.param(
+        {},
+        "GET",
+        f"{TOKENS}/{{id}}/usage?from=yesterday",
+        ABSENT,
+        422,
+        "invalid_range",
+        "from",
+        id="usage-range",
+    ),
     pytest.param({}, *CREATE, new_token("admin"), 409, "name_taken", "name", id="name-taken"),
     pytest.param({}, *CREATE, new_token(""), 422, "invalid_name", "name", id="invalid-name"),
     pytest.param(
@@ -141,7 +151,46 @@ FIELD_ERRORS = [
         "name",
         id="patch-create-key",
     ),
-    pytest.param({}, *PATCH, {}, 422, "invalid_field", "permissions", id="patch-missing"),
+    pytest.param(
+        {}, *PATCH, {"permissions": "Reader"}, 422, "invalid_field", "permissions", id="patch-type"
+    ),
+    pytest.param(
+        {},
+        *PATCH,
+        {"rate_limit": "5/d"},
+        422,
+        "invalid_rate_limit",
+        "rate_limit",
+        id="patch-rate-limit",
+    ),
+    # per-token rate limits (SPEC §12)
+    pytest.param(
+        {},
+        *CREATE,
+        new_token(rate_limit="0/s"),
+        422,
+        "invalid_rate_limit",
+        "rate_limit",
+        id="rate-limit",
+    ),
+    pytest.param(
+        {"max_rate_limit": "10/s"},
+        *CREATE,
+        new_token(),
+        422,
+        "rate_limit_required",
+        "rate_limit",
+        id="rate-limit-required",
+    ),
+    pytest.param(
+        {"max_rate_limit": "10/s"},
+        *CREATE,
+        new_token(rate_limit="601/m"),
+        422,
+        "rate_limit_too_high",
+        "rate_limit",
+        id="rate-limit-too-high",
+    ),
     pytest.param(
         {},
         *PATCH,

@@ -257,6 +257,7 @@ class TestCatalogAndPolicy:
                     "max_lifetime_seconds": None,
                     "enforce_ip_filter": None,
                     "allow_permission_updates": True,
+                    "max_rate_limit": None,
                 },
                 id="defaults",
             ),
@@ -265,6 +266,7 @@ class TestCatalogAndPolicy:
                     "max_lifetime": "90d",
                     "enforce_ip_filter": "localhost",
                     "allow_permission_updates": False,
+                    "max_rate_limit": "10/s",
                 },
                 {
                     "tokens_enabled": True,
@@ -272,6 +274,7 @@ class TestCatalogAndPolicy:
                     "max_lifetime_seconds": 90 * DAY,
                     "enforce_ip_filter": "localhost",
                     "allow_permission_updates": False,
+                    "max_rate_limit": "10/s",
                 },
                 id="strict",
             ),

@@ -27,6 +27,7 @@ PURE = (
     "authsvc.rules.endpoints",
     "authsvc.rules.ipfilter",
     "authsvc.rules.policy",
+    "authsvc.rules.ratelimit",
     "authsvc.rules.request",
     "authsvc.rules.tokens",
     "authsvc.config",
@@ -42,6 +43,7 @@ PURE_STDLIB = frozenset(
         "dataclasses",
         "datetime",
         "enum",
+        "fractions",  # rate limits compare exactly (120/m equals 2/s)
         "functools",
         "hmac",
         "ipaddress",

@@ -41,6 +41,7 @@ class TestOutput:
             "expiry": "pass",
             "ip_filter": "FAIL",
             "permission": "pass",
+            "rate_limit": "pass",
         }
         assert "office: deny all" in result.stdout
         assert "matched endpoint: Reader: GET /api/v1/items/{id}" in lines

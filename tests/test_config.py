@@ -18,6 +18,7 @@ from authsvc.config import (
 from authsvc.config.load import load_config, parse_config
 from authsvc.rules.decision import grants
 from authsvc.rules.endpoints import split_path
+from authsvc.rules.ratelimit import RateLimit
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "config" / "authsvc.yaml"
@@ -28,12 +29,13 @@ MINIMAL = "permissions:\n  ReadThings:\n    endpoints: [GET /things]\n"
 def policy(**values: str) -> str:
     """A ``security_policy`` block with every key, ``values`` (YAML text) replacing some;
     its lines: 0 the section, 1 tokens_enabled, 2 max_lifetime, 3 enforce_ip_filter,
-    4 allow_permission_updates."""
+    4 allow_permission_updates, 5 max_rate_limit."""
     fields = {
         "tokens_enabled": "true",
         "max_lifetime": "null",
         "enforce_ip_filter": "null",
         "allow_permission_updates": "true",
+        "max_rate_limit": "null",
         **values,
     }
     return "security_policy:\n" + "".join(f"  {key}: {value}\n" for key, value in fields.items())
@@ -225,6 +227,7 @@ class TestValues:
             + "ip_filters:\n  vpn: |\n    allow 192.0.2.0/24\n    deny all\n"
             "security_policy:\n  tokens_enabled: false\n  max_lifetime: 90d\n"
             "  enforce_ip_filter: vpn\n  allow_permission_updates: no\n"
+            "  max_rate_limit: 120/m\n"
         )
         assert (config.listen.auth.host, config.listen.auth.port) == ("192.0.2.1", 8080)
         assert (config.listen.admin.host, config.listen.admin.port) == ("::1", 8081)
@@ -242,6 +245,7 @@ class TestValues:
         assert config.policy.max_lifetime_text == "90d"
         assert config.policy.enforce_ip_filter == "vpn"
         assert not config.policy.allow_permission_updates
+        assert config.policy.max_rate_limit == RateLimit(120, 60, "120/m")
 
     @pytest.mark.parametrize("key", ["trusted_proxies", "admin_trusted_proxies"])
     def test_empty_proxy_list_trusts_nobody(self, key: str) -> None:
@@ -370,7 +374,7 @@ BAD_CONFIGS = [
     ),
     pytest.param(
         MINIMAL + policy() + "  max_ttl: 5d\n",
-        "security_policy.max_ttl (line 9): unknown key",
+        "security_policy.max_ttl (line 10): unknown key",
         id="unknown policy key",
     ),
     pytest.param(

@@ -152,6 +152,7 @@ class TestCheckCommand:
             "  max_lifetime: 5s\n"
             "  enforce_ip_filter: nowhere\n"
             "  allow_permission_updates: true\n"
+            "  max_rate_limit: null\n"
         )
         result = Cli(tmp_path, path).run("config", "check")
         assert result.status == 2

@@ -28,8 +28,15 @@ PARTS = {
     "max_lifetime": "  max_lifetime: null\n",  # 9
     "enforce_ip_filter": "  enforce_ip_filter: null\n",  # 10
     "allow_permission_updates": "  allow_permission_updates: true\n",  # 11
+    "max_rate_limit": "  max_rate_limit: null\n",  # 12
 }
-POLICY_KEYS = ("tokens_enabled", "max_lifetime", "enforce_ip_filter", "allow_permission_updates")
+POLICY_KEYS = (
+    "tokens_enabled",
+    "max_lifetime",
+    "enforce_ip_filter",
+    "allow_permission_updates",
+    "max_rate_limit",
+)
 PROXIES = "a list of addresses and CIDR ranges ([] trusts no peer)"
 WHAT = {
     "trusted_proxies": PROXIES,
@@ -37,11 +44,12 @@ WHAT = {
     "permissions": "a mapping of at least one permission name to its endpoints",
     "ip_filters": "a mapping of filter names to rules ({} when there are none)",
     "security_policy": "a mapping with every one of tokens_enabled, max_lifetime, "
-    "enforce_ip_filter, allow_permission_updates",
+    "enforce_ip_filter, allow_permission_updates, max_rate_limit",
     "tokens_enabled": "true or false",
     "max_lifetime": "a duration such as 90d, or null for no maximum",
     "enforce_ip_filter": "a filter name, or null for none",
     "allow_permission_updates": "true or false",
+    "max_rate_limit": "a limit such as 600/m, or null for no maximum",
 }
 
 
@@ -101,7 +109,12 @@ class TestRequired:
             missing("ip_filters"),
             *(
                 f"{FILE}: security_policy.{key} (line 5): is required: write {WHAT[key]}"
-                for key in ("tokens_enabled", "enforce_ip_filter", "allow_permission_updates")
+                for key in (
+                    "tokens_enabled",
+                    "enforce_ip_filter",
+                    "allow_permission_updates",
+                    "max_rate_limit",
+                )
             ),
         ]
 

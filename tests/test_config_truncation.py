@@ -98,6 +98,7 @@ VARIANTS = {
         ("max_lifetime: null", "max_lifetime: 90d"),
         ("enforce_ip_filter: null", "enforce_ip_filter: office"),
         ("allow_permission_updates: true", "allow_permission_updates: false"),
+        ("max_rate_limit: null", "max_rate_limit: 600/m"),
     ),
 }
 BYTE_SECTIONS = ("trusted_proxies", "admin_trusted_proxies", "security_policy")
@@ -130,6 +131,12 @@ LOOSER = [
         id="updates-on",
     ),
     pytest.param([("max_lifetime: null", "max_lifetime: 30d")], [], "max_lifetime", id="no-max"),
+    pytest.param(
+        [("max_rate_limit: null", "max_rate_limit: 10/s")],
+        [("max_rate_limit: null", "max_rate_limit: 601/m")],
+        "max_rate_limit",
+        id="higher-rate",
+    ),
     pytest.param(
         [("max_lifetime: null", "max_lifetime: 30d")],
         [("max_lifetime: null", "max_lifetime: 31d")],
@@ -246,8 +253,13 @@ class TestReload:
         try:
             reloader = runtime.reloader(path)
             full = runtime.live.current
+            # the whole file too, so that the swap path is taken at least once
             offsets = sorted(
-                {*line_ends(text)[::9], *section_bytes(text, ("security_policy",))[::4]}
+                {
+                    *line_ends(text)[::9],
+                    *section_bytes(text, ("security_policy",))[::4],
+                    len(text),
+                }
             )
             applied = 0
             for offset in offsets:

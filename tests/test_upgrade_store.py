@@ -1,11 +1,13 @@
 """Upgrades keep data: a store made by an older release opens under this code (``authsvc
-migrate``, or ``serve`` on its own), every token still working, and the new columns of
-rotation with a grace behave (both stores).
+migrate``, or ``serve`` on its own), every token still working, and what later schema
+versions added behaves (rotation with a grace; rate limits, usage counts and the store's
+own values), on both stores.
 
-The old store is made by the old code itself, not by hand: the release at commit
-:data:`OLD_RELEASE` is taken from the repository's history (``git archive``) and its own
-CLI creates, rotates and deletes tokens. Without that history (a shallow clone) the test
-cannot run: it is skipped, or fails in CI (``git fetch --unshallow`` fixes it).
+The old store is made by the old code itself, not by hand: each release of
+:data:`RELEASES` is taken from the repository's history (``git archive``) and its own CLI
+creates, rotates (with a grace, where it can) and deletes tokens. Without that history (a
+shallow clone) the test cannot run: it is skipped, or fails in CI (``git fetch
+--unshallow`` fixes it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pytest
 import yaml
 
 from authsvc.service.runtime import Runtime
+from authsvc.store import HOUR, KEY_CHECK, HourlyCount, TokenChange
 from tests.auth_client import auth_client as make_auth_client
 from tests.factories import BASE, config_data, make_config
 from tests.processes import REPO, start_authsvc
@@ -32,8 +35,23 @@ from tests.required import unavailable
 from tests.stores import Backend
 from tests.webapp import ENVIRON, READ_ITEMS, ClientMaker, bearer
 
-#: The release whose stores must keep working (schema version 1, before rotation grace).
-OLD_RELEASE = "4ee65c6"
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """An earlier release whose stores must keep working."""
+
+    commit: str
+    schema: int  # the schema version its stores have
+    rotates_with_grace: bool  # its CLI has ``token rotate --grace``
+    knows_admin_proxies: bool  # its configuration has (and needs) admin_trusted_proxies
+
+
+RELEASES = (
+    Release("4ee65c6", 1, rotates_with_grace=False, knows_admin_proxies=False),
+    Release("3ba8178", 2, rotates_with_grace=True, knows_admin_proxies=True),
+)
+#: The schema version this code migrates every older store to.
+CURRENT_SCHEMA = 3
 TIMEOUT = 60
 KEY = "k" * 40  # the HMAC key both releases use (AUTHSVC_SECRET_KEY)
 
@@ -45,30 +63,43 @@ _RUN_OLD = (
 )
 
 
-@pytest.fixture(scope="session")
-def old_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The old release's ``authsvc`` package, unpacked from the repository's history."""
+@dataclass(frozen=True, slots=True)
+class OldRelease:
+    """An earlier release, unpacked: its ``authsvc`` package is in ``root``."""
+
+    release: Release
+    root: Path
+
+
+@pytest.fixture(scope="session", params=RELEASES, ids=lambda release: release.commit)
+def old_release(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> OldRelease:
+    """An earlier release's ``authsvc`` package, unpacked from the repository's history."""
+    release: Release = request.param
     try:
         archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", OLD_RELEASE, "authsvc"],
+            ["git", "-C", str(REPO), "archive", release.commit, "authsvc"],
             capture_output=True,
             timeout=TIMEOUT,
             check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError) as error:
-        unavailable(f"release {OLD_RELEASE} is not in this clone's history ({error})")
-    root = tmp_path_factory.mktemp(f"authsvc-{OLD_RELEASE}")
+        unavailable(f"release {release.commit} is not in this clone's history ({error})")
+    root = tmp_path_factory.mktemp(f"authsvc-{release.commit}")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(root, filter="data")
-    return root
+    return OldRelease(release, root)
 
 
 @dataclass(frozen=True, slots=True)
 class OldStore:
-    """A store the old release made: its URL and the tokens it issued, by name."""
+    """A store an earlier release made: its URL, the release, and the tokens it issued,
+    by name (``graced`` also keeps its ``previous`` secret, still in its grace)."""
 
     url: str
     folder: Path
+    release: Release
     tokens: dict[str, dict[str, Any]]
 
 
@@ -78,10 +109,10 @@ def _environ() -> dict[str, str]:
     return {**env, "AUTHSVC_SECRET_KEY": KEY}
 
 
-def old_cli(release: Path, folder: Path, *args: str) -> str:
+def old_cli(release: OldRelease, folder: Path, *args: str) -> str:
     """Run the old release's CLI with the configuration in ``folder``; its stdout."""
     done = subprocess.run(
-        [sys.executable, "-c", _RUN_OLD, str(release), "--config", "old.yaml", *args],
+        [sys.executable, "-c", _RUN_OLD, str(release.root), "--config", "old.yaml", *args],
         cwd=folder,
         env=_environ(),
         capture_output=True,
@@ -89,7 +120,7 @@ def old_cli(release: Path, folder: Path, *args: str) -> str:
         timeout=TIMEOUT,
         check=False,
     )
-    assert done.returncode == 0, f"old authsvc {' '.join(args)}: {done.stderr}"
+    assert done.returncode == 0, f"authsvc {release.release.commit} {' '.join(args)}: {done.stderr}"
     return done.stdout
 
 
@@ -107,13 +138,15 @@ def new_cli(folder: Path, config: Path, *args: str) -> subprocess.CompletedProce
     )
 
 
-def old_config(folder: Path, store_url: str) -> None:
-    """A configuration file in the old release's format (it knew no admin_trusted_proxies)."""
+def old_config(release: Release, folder: Path, store_url: str) -> None:
+    """A configuration file in the old release's format (the first knew no
+    admin_trusted_proxies, later ones need it)."""
+    proxies = ("trusted_proxies", "admin_trusted_proxies")
     data = {
+        **{key: BASE[key] for key in proxies[: 2 if release.knows_admin_proxies else 1]},
         "store": store_url,
         "secret_key_file": str(folder / "unused.key"),  # AUTHSVC_SECRET_KEY wins
         "audit_log": str(folder / "audit.log"),
-        "trusted_proxies": BASE["trusted_proxies"],
         "permissions": BASE["permissions"],
         "ip_filters": BASE["ip_filters"],
         "security_policy": {
@@ -127,26 +160,34 @@ def old_config(folder: Path, store_url: str) -> None:
 
 
 @pytest.fixture
-def old_store(old_release: Path, store_url: str, tmp_path: Path) -> OldStore:
-    """A store (each kind) made and used by the old release: tokens plain, expiring,
-    fenced by an IP filter and rotated, and one deleted."""
+def old_store(old_release: OldRelease, store_url: str, tmp_path: Path) -> OldStore:
+    """A store (each kind) made and used by an earlier release: tokens plain, expiring,
+    fenced by an IP filter and rotated, one rotated with a grace (where the release can),
+    and one deleted."""
+    release = old_release.release
     folder = tmp_path / "old"
     folder.mkdir()
-    old_config(folder, store_url)
+    old_config(release, folder, store_url)
+    graced = ("graced",) if release.rotates_with_grace else ()
     tokens: dict[str, dict[str, Any]] = {}
     for name, extra in (
         ("plain", ()),
         ("expiring", ("--expires-in", "30d")),
         ("fenced", ("--ip-filter", "office")),
         ("rotated", ()),
+        *((name, ()) for name in graced),
         ("deleted", ()),
     ):
         create = ("token", "create", "--name", name, "--permission", "Reader", *extra)
         tokens[name] = json.loads(old_cli(old_release, folder, *create, "--json"))
     rotated = old_cli(old_release, folder, "token", "rotate", tokens["rotated"]["id"], "--json")
     tokens["rotated"]["token"] = json.loads(rotated)["token"]
+    for name in graced:
+        rotate = ("token", "rotate", tokens[name]["id"], "--grace", "1h", "--json")
+        tokens[name]["previous"] = tokens[name]["token"]
+        tokens[name]["token"] = json.loads(old_cli(old_release, folder, *rotate))["token"]
     old_cli(old_release, folder, "token", "delete", tokens["deleted"]["id"])
-    return OldStore(store_url, folder, tokens)
+    return OldStore(store_url, folder, release, tokens)
 
 
 async def open_new(store: OldStore, tmp_path: Path) -> Runtime:
@@ -156,6 +197,28 @@ async def open_new(store: OldStore, tmp_path: Path) -> Runtime:
 
 
 class TestUpgrade:
+    async def test_opening_adds_the_new_tables_empty(
+        self, old_store: OldStore, backend: Backend
+    ) -> None:
+        """Opening an old store (the schema steps alone, no key or service) brings it to
+        the current version: every token is there as the old release issued it, without a
+        rate limit, and nothing is counted or kept about the store yet."""
+        assert await backend.recorded_versions() == [old_store.release.schema]
+        store = backend.new_store()
+        await store.open()
+        try:
+            assert await backend.recorded_versions() == [CURRENT_SCHEMA]
+            kept = {r.name: r for r in await store.all_tokens()}
+            assert set(kept) == set(old_store.tokens) - {"deleted"}
+            for name, record in kept.items():
+                assert record.id == old_store.tokens[name]["id"]
+                assert record.rate_limit is None
+                assert (record.grace_ends_at is not None) == (name == "graced")
+                assert await store.usage(record.id, 0, 2**40) == []
+            assert await store.read_meta(KEY_CHECK) is None
+        finally:
+            await store.close()
+
     async def test_migrate_keeps_every_token_working(
         self,
         old_store: OldStore,
@@ -164,21 +227,21 @@ class TestUpgrade:
         aiohttp_client: ClientMaker,
     ) -> None:
         """``authsvc migrate`` upgrades the old schema; every old secret authenticates as
-        before (the deleted one and the rotated-away one do not); records are intact."""
+        before (the deleted one and the rotated-away one do not; a previous secret still
+        in its grace does, until the new one is used); records are intact."""
         config = tmp_path / "new.yaml"
         config.write_text(yaml.safe_dump(config_data(tmp_path, store=old_store.url)))
-        assert await backend.recorded_versions() == [1]  # what the old release made
+        assert await backend.recorded_versions() == [old_store.release.schema]
         migrated = new_cli(tmp_path, config, "migrate")
         assert migrated.returncode == 0, migrated.stderr
-        assert "schema is at version 2" in migrated.stdout
-        assert await backend.recorded_versions() == [2]
+        assert f"schema is at version {CURRENT_SCHEMA}" in migrated.stdout
+        assert await backend.recorded_versions() == [CURRENT_SCHEMA]
         runtime = await open_new(old_store, tmp_path)
         try:
             client = await make_auth_client(aiohttp_client, runtime)
 
-            async def status(name: str, ip: str = "127.0.0.1") -> int:
-                secret = old_store.tokens[name]["token"]
-                headers = {**bearer(secret), **READ_ITEMS, "X-Real-IP": ip}
+            async def status(name: str, ip: str = "127.0.0.1", *, which: str = "token") -> int:
+                headers = {**bearer(old_store.tokens[name][which]), **READ_ITEMS, "X-Real-IP": ip}
                 async with client.get("/auth", headers=headers) as response:
                     return response.status
 
@@ -188,13 +251,20 @@ class TestUpgrade:
             assert await status("fenced") == 403
             assert await status("rotated") == 200
             assert await status("deleted") == 401
+            if old_store.release.rotates_with_grace:
+                assert await status("graced", which="previous") == 200
+                assert await status("graced") == 200
+                assert await status("graced", which="previous") == 401  # the new one was used
             kept = {r.name: r for r in await runtime.store.all_tokens()}
-            assert set(kept) == {"plain", "expiring", "fenced", "rotated"}
+            assert set(kept) == set(old_store.tokens) - {"deleted"}
             for name, record in kept.items():
                 issued = old_store.tokens[name]
                 assert record.id == issued["id"]
                 assert record.ip_filter == issued["ip_filter"]
-                assert (record.grace_ends_at, record.via_previous) == (None, False)
+                assert record.rate_limit is None
+                assert record.via_previous is False
+                if name != "graced":
+                    assert record.grace_ends_at is None
         finally:
             await runtime.close()
 
@@ -202,7 +272,8 @@ class TestUpgrade:
         self, old_store: OldStore, tmp_path: Path, aiohttp_client: ClientMaker
     ) -> None:
         """An old token rotated with a grace by this code: both secrets work, the first
-        use of the new one ends the old one, and the store forgets it."""
+        use of the new one ends the old one, and the store forgets it. Old tokens take a
+        rate limit and usage counts."""
         runtime = await open_new(old_store, tmp_path)  # opening migrates, as serve does
         try:
             client = await make_auth_client(aiohttp_client, runtime)
@@ -221,11 +292,19 @@ class TestUpgrade:
             await runtime.service.graces.close()
             old_digest = runtime.service.digest(token["token"])
             assert await runtime.store.get_by_digest(old_digest) is None
+            store, fenced = runtime.store, old_store.tokens["fenced"]["id"]
+            limited = await store.update_token(fenced, TokenChange(rate_limit="5/s"))
+            assert limited is not None
+            assert limited.rate_limit == "5/s"
+            assert limited.ip_filter == "office"
+            counted = HourlyCount(fenced, 1_700_000_000 // HOUR * HOUR, "allowed", 3)
+            await store.add_usage([counted])
+            assert await store.usage(fenced, 0, 2**40) == [counted]
         finally:
             await runtime.close()
 
     def test_serve_migrates_on_its_own_and_the_old_release_then_refuses(
-        self, old_store: OldStore, old_release: Path, tmp_path: Path
+        self, old_store: OldStore, old_release: OldRelease, tmp_path: Path
     ) -> None:
         """``serve`` (no migrate first) answers the old secrets; afterwards the old
         release refuses the upgraded store instead of writing to a schema it does not
@@ -244,7 +323,7 @@ class TestUpgrade:
             server.stop()
         old_list = ("--config", "old.yaml", "token", "list")
         refused = subprocess.run(
-            [sys.executable, "-c", _RUN_OLD, str(old_release), *old_list],
+            [sys.executable, "-c", _RUN_OLD, str(old_release.root), *old_list],
             cwd=old_store.folder,
             env=_environ(),
             capture_output=True,

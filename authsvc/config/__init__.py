@@ -14,6 +14,7 @@ from authsvc.config.model import (
     Listen,
     ListenAddress,
     Permission,
+    RateLimitSettings,
     SecurityPolicy,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "Listen",
     "ListenAddress",
     "Permission",
+    "RateLimitSettings",
     "SecurityPolicy",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from authsvc.config import Config
 from authsvc.rules.decision import effective_expiry, effective_ip_filter, is_expired
 from authsvc.rules.durations import rfc3339
+from authsvc.rules.ratelimit import parse_rate_limit
 from authsvc.rules.tokens import TokenRecord
 
 
@@ -34,3 +35,17 @@ def refusals(record: TokenRecord, config: Config, now: float) -> list[str]:
             + ("" if known else ": the token grants nothing")
         )
     return reasons
+
+
+def lowered_limit(record: TokenRecord, config: Config) -> str | None:
+    """Why the policy's ``max_rate_limit`` lowers the token's own rate limit at use (a token
+    above the maximum keeps working, limited to the maximum), or None when it does not."""
+    highest = config.policy.max_rate_limit
+    if highest is None:
+        return None
+    if record.rate_limit is None:
+        return f"has no rate limit: max_rate_limit {highest.text} applies"
+    own = parse_rate_limit(record.rate_limit)
+    if own.rate > highest.rate:
+        return f"rate limit {own.text} is above max_rate_limit {highest.text}, which applies"
+    return None

@@ -8,14 +8,16 @@ from typing import Any
 
 from authsvc.config import CacheSettings, Config
 from authsvc.rules.ipfilter import NetworkSet
+from authsvc.rules.ratelimit import RateLimit
 
 #: Keys read once at start-up; a change is reported and otherwise ignored.
-RESTART_KEYS = ("listen", "store", "secret_key_file", "audit_log")
+RESTART_KEYS = ("listen", "store", "secret_key_file", "audit_log", "rate_limits")
 _POLICY_FIELDS = (
     "tokens_enabled",
     "max_lifetime_text",
     "enforce_ip_filter",
     "allow_permission_updates",
+    "max_rate_limit",
 )
 
 
@@ -60,10 +62,19 @@ def _proxies(old: NetworkSet, new: NetworkSet) -> dict[str, list[str]]:
     return {"from": list(old.texts), "to": list(new.texts)}
 
 
+def _written(value: Any) -> Any:
+    """A policy value as the file writes it (a rate limit as ``600/m``): audit records are
+    JSON."""
+    return value.text if isinstance(value, RateLimit) else value
+
+
 def diff(old: Config, new: Config) -> ConfigChanges:
     """Every difference a reload applies, plus the restart-only keys that differ."""
     policy = {
-        name: {"from": getattr(old.policy, name), "to": getattr(new.policy, name)}
+        name: {
+            "from": _written(getattr(old.policy, name)),
+            "to": _written(getattr(new.policy, name)),
+        }
         for name in _POLICY_FIELDS
         if getattr(old.policy, name) != getattr(new.policy, name)
     }

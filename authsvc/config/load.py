@@ -39,6 +39,7 @@ from yaml.nodes import MappingNode
 from authsvc.config.errors import ConfigError
 from authsvc.config.model import Config
 from authsvc.config.nodes import Reader, compose
+from authsvc.config.rate_limits import read_rate_limits
 from authsvc.config.sections import read_filters, read_permissions, read_policy, read_proxies
 from authsvc.config.settings import read_cache, read_listen, read_paths
 
@@ -54,6 +55,7 @@ TOP_KEYS = (
     "permissions",
     "ip_filters",
     "security_policy",
+    "rate_limits",
 )
 
 
@@ -85,6 +87,7 @@ def parse_config(text: str, path: Path) -> Config:
         permissions=MappingProxyType(permissions),
         ip_filters=MappingProxyType(filters),
         policy=policy,
+        rate_limits=read_rate_limits(r, value.get("rate_limits")),
     )
     if r.errors:
         raise ConfigError(r.errors)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from authsvc.rules.endpoints import EndpointTemplate, PermissionMatcher
 from authsvc.rules.ipfilter import IpFilter, NetworkSet
+from authsvc.rules.ratelimit import RateLimit
 
 if TYPE_CHECKING:  # a type only: the model, read by the pure rules, touches no files
     from pathlib import Path
@@ -60,6 +61,16 @@ class SecurityPolicy:
     max_lifetime_text: str | None = None  # as written, e.g. "90d"
     enforce_ip_filter: str | None = None
     allow_permission_updates: bool = True
+    max_rate_limit: RateLimit | None = None  # every token's limit at most this (SPEC §12)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """``rate_limits`` (SPEC §12): where token buckets are counted; read at start-up only."""
+
+    scope: str = "instance"  # "instance": each process alone; "cluster": shared through Redis
+    # redis:// or rediss:// URL (cluster scope only). Kept out of repr: it may hold a password.
+    redis: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,7 @@ class Config:
     permissions: Mapping[str, Permission]  # the catalog, reserved permissions included
     ip_filters: Mapping[str, IpFilter]
     policy: SecurityPolicy
+    rate_limits: RateLimitSettings = RateLimitSettings()
     # One merged matcher per set of permission names, built on first use by
     # decision.grants(); lives and dies with this configuration object.
     matchers: dict[frozenset[str], PermissionMatcher] = field(

@@ -27,6 +27,7 @@ from authsvc.config.nodes import BOOL, NULL, STR, Fields, Reader, is_null, line_
 from authsvc.rules.durations import parse_duration
 from authsvc.rules.endpoints import EndpointTemplate, compile_template
 from authsvc.rules.ipfilter import IpFilter, IpFilterError, NetworkSet, compile_ip_filter
+from authsvc.rules.ratelimit import parse_rate_limit
 
 #: A top-level entry of the file: (key node, value node), None when the key is absent.
 Entry = tuple[Node, Node] | None
@@ -41,6 +42,7 @@ POLICY_KEYS = {
     "max_lifetime": "a duration such as 90d, or null for no maximum",
     "enforce_ip_filter": "a filter name, or null for none",
     "allow_permission_updates": "true or false",
+    "max_rate_limit": "a limit such as 600/m, or null for no maximum",
 }
 _PROXIES = "a list of addresses and CIDR ranges ([] trusts no peer)"
 _PERMISSIONS = "a mapping of at least one permission name to its endpoints"
@@ -164,7 +166,7 @@ def read_policy(r: Reader, entry: Entry, filter_names: set[str]) -> SecurityPoli
                 if name not in fields:  # the line of `security_policy:`, where it belongs
                     r.error(f"security_policy.{name}", entry[0], f"is required: write {what}")
     key = "security_policy."
-    for name in ("max_lifetime", "enforce_ip_filter"):
+    for name in ("max_lifetime", "enforce_ip_filter", "max_rate_limit"):
         # `max_lifetime:` with nothing after it is YAML's null, and also what a write cut
         # short right after the colon leaves: unset must be written out as `null`.
         value = fields.get(name, (None, None))[1]
@@ -178,6 +180,9 @@ def read_policy(r: Reader, entry: Entry, filter_names: set[str]) -> SecurityPoli
         "a duration such as 90d, or null",
         partial(parse_duration, units="mhd"),
         None,
+    )
+    max_rate = r.get(
+        present, key + "max_rate_limit", "a limit such as 600/m, or null", parse_rate_limit, None
     )
     enforced = r.get(present, key + "enforce_ip_filter", "a filter name or null", str, None)
     if enforced is not None and enforced not in filter_names:
@@ -199,4 +204,5 @@ def read_policy(r: Reader, entry: Entry, filter_names: set[str]) -> SecurityPoli
         max_lifetime_text=str(fields["max_lifetime"][1].value) if lifetime else None,
         enforce_ip_filter=enforced,
         allow_permission_updates=flags["allow_permission_updates"],
+        max_rate_limit=max_rate,
     )

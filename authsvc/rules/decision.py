@@ -16,11 +16,13 @@ decide() as fast as before.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import lru_cache
 from typing import Literal
 
 from authsvc.config import MANAGE_TOKENS, VIEW_TOKENS, Config, SecurityPolicy
 from authsvc.rules.endpoints import EndpointTemplate, PermissionMatcher
 from authsvc.rules.ipfilter import DEFAULT_DENY, FilterRule, IPAddress
+from authsvc.rules.ratelimit import RateLimit, parse_rate_limit, stricter
 from authsvc.rules.request import Described
 from authsvc.rules.tokens import TokenRecord
 
@@ -36,6 +38,7 @@ class Reason(StrEnum):
     TOKENS_DISABLED = "tokens_disabled"
     IP_NOT_ALLOWED = "ip_not_allowed"
     PERMISSION_DENIED = "permission_denied"
+    RATE_LIMITED = "rate_limited"
     BAD_REQUEST = "bad_request"
     BAD_PATH = "bad_path"
     STORE_UNAVAILABLE = "store_unavailable"
@@ -52,6 +55,7 @@ AUTH_STATUS: dict[Reason, int] = {
     Reason.TOKENS_DISABLED: 401,
     Reason.IP_NOT_ALLOWED: 403,
     Reason.PERMISSION_DENIED: 403,
+    Reason.RATE_LIMITED: 403,
     Reason.BAD_REQUEST: 403,
     Reason.BAD_PATH: 403,
     Reason.STORE_UNAVAILABLE: 503,
@@ -69,6 +73,20 @@ def effective_expiry(record: TokenRecord, policy: SecurityPolicy) -> float | Non
         return expires_at
     cap = record.created_at + policy.max_lifetime
     return cap if expires_at is None or cap < expires_at else expires_at
+
+
+@lru_cache(maxsize=1024)  # a handful of distinct limits are written; parsing is not free
+def _parsed_limit(text: str) -> RateLimit:
+    return parse_rate_limit(text)
+
+
+def effective_rate_limit(record: TokenRecord, policy: SecurityPolicy) -> RateLimit | None:
+    """The limit ``/auth`` applies: the lower of the token's own and the policy's
+    ``max_rate_limit`` (like ``max_lifetime``, the maximum applies at use); None: none."""
+    own = record.rate_limit
+    if own is None:
+        return policy.max_rate_limit
+    return stricter(_parsed_limit(own), policy.max_rate_limit)
 
 
 def is_expired(record: TokenRecord, policy: SecurityPolicy, now: float) -> bool:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from authsvc.config import MANAGE_TOKENS, VIEW_TOKENS, SecurityPolicy
 from authsvc.rules.durations import rfc3339
 from authsvc.rules.policy import Issuance, Refused
+from authsvc.rules.ratelimit import RateLimit, parse_rate_limit, stricter
 from authsvc.rules.tokens import TokenRecord
 
 EXCEEDS_CALLER = "exceeds_caller"
@@ -39,6 +40,7 @@ def bound_create(
     _within_permissions(actor, issuance.permissions, "the new token", field="permissions")
     expires_at = None if issuance.expires_in is None else created_at + issuance.expires_in
     _within_expiry(actor, expires_at, "the new token", field="expires_in")
+    within_rate_limit(actor, issuance.rate_limit, policy, "the new token", field="rate_limit")
     inherited = _inherited_filter(actor, policy)
     if inherited is None or issuance.ip_filter == inherited:
         return issuance
@@ -59,6 +61,15 @@ def bound_update(actor: TokenRecord, target: TokenRecord, permissions: Iterable[
     _within_permissions(actor, permissions, "the new permission set", field="permissions")
 
 
+def bound_rate_limit_update(
+    actor: TokenRecord, target: TokenRecord, limit: RateLimit | None, policy: SecurityPolicy
+) -> None:
+    """PATCH of ``rate_limit``: the target lies within the actor's permissions (as for a
+    permission change), and the new limit within the actor's own."""
+    _within_permissions(actor, target.permissions, f"the token {target.id}", field=None)
+    within_rate_limit(actor, limit, policy, "the token", field="rate_limit")
+
+
 def bound_rotate(actor: TokenRecord, target: TokenRecord, policy: SecurityPolicy) -> None:
     """Rotate hands out the target's new secret, so the target must lie within the
     actor's reach as if the actor were creating it: permissions, expiry and IP filter.
@@ -66,6 +77,7 @@ def bound_rotate(actor: TokenRecord, target: TokenRecord, policy: SecurityPolicy
     whose = f"the token {target.id}"
     _within_permissions(actor, target.permissions, whose, field=None)
     _within_expiry(actor, target.expires_at, whose, field=None)
+    within_rate_limit(actor, token_rate_limit(target), policy, whose, field=None)
     inherited = _inherited_filter(actor, policy)
     if inherited is not None and target.ip_filter != inherited:
         shown = (
@@ -113,6 +125,41 @@ def _within_expiry(
         raise _exceeds(
             f"{whose[0].upper()}{whose[1:]} would expire at {rfc3339(expires_at)}, after the "
             f"calling token's own expiry at {rfc3339(limit)}.",
+            field=field,
+        )
+
+
+def token_rate_limit(record: TokenRecord) -> RateLimit | None:
+    """The record's own limit (None: none); a stored text is known good (it was checked
+    when written), but a store edited by hand fails closed here rather than at use."""
+    return None if record.rate_limit is None else parse_rate_limit(record.rate_limit)
+
+
+def within_rate_limit(
+    actor: TokenRecord,
+    limit: RateLimit | None,
+    policy: SecurityPolicy,
+    whose: str,
+    *,
+    field: str | None,
+) -> None:
+    """With a rate limit (its own, or the policy's lower maximum), the actor hands on only
+    tokens limited no higher: a limited token must not mint an unlimited one."""
+    ceiling = stricter(token_rate_limit(actor), policy.max_rate_limit)
+    if ceiling is None or actor.rate_limit is None:
+        # The policy's maximum alone bounds every token alike (like max_lifetime): the
+        # issuance rules have already applied it.
+        return
+    if limit is None:
+        raise _exceeds(
+            f"The calling token is limited to {ceiling.text}, and {whose} would have no rate "
+            "limit: it must be limited no higher than the caller.",
+            field=field,
+        )
+    if limit.rate > ceiling.rate:
+        raise _exceeds(
+            f"{whose[0].upper()}{whose[1:]} would be limited to {limit.text}, higher than the "
+            f"calling token's own limit of {ceiling.text}.",
             field=field,
         )
 

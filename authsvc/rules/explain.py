@@ -23,6 +23,7 @@ from authsvc.rules.decision import (
     Reason,
     effective_expiry,
     effective_ip_filter,
+    effective_rate_limit,
     granting_template,
     ip_rule,
     is_expired,
@@ -47,7 +48,15 @@ _ANY_PEER = "192.0.2.1"
 
 
 #: Every check an explanation may list, in the order it lists them.
-CHECK_NAMES = ("token", "request", "tokens_enabled", "expiry", "ip_filter", "permission")
+CHECK_NAMES = (
+    "token",
+    "request",
+    "tokens_enabled",
+    "expiry",
+    "ip_filter",
+    "permission",
+    "rate_limit",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +117,16 @@ class TokenRefused:
 
 TokenFinding = TokenFound | TokenRefused
 
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token's rate-limit bucket as the limiter sees it now, nothing taken from it: whole
+    requests left, and seconds until one fits when none is left."""
+
+    remaining: int
+    retry_after: int
+
+
 UNKNOWN_SECRET = TokenRefused(
     Reason.INVALID_TOKEN,
     "No live token has this secret: it is unknown, its token was deleted, or it was "
@@ -144,9 +163,12 @@ def explain(
     client_ip: IPAddress | None,
     config: Config,
     now: float,
+    bucket: Bucket | None = None,
 ) -> Explanation:
     """Explain ``/auth``'s answer for a token, method, raw request target and client
-    address (None: no address, which fails any IP filter) under ``config`` at ``now``."""
+    address (None: no address, which fails any IP filter) under ``config`` at ``now``;
+    ``bucket`` is the token's rate-limit bucket where this process keeps it (None: the
+    count is not known here, and the limit is taken to pass)."""
     described = describe(method, uri, None, _ANY_PEER, _UNTRUSTED)
     request = _request_check(described, uri)
     if isinstance(finding, TokenRefused):
@@ -166,7 +188,8 @@ def explain(
     if isinstance(described, Described):
         permission, matched = _permission_check(record, described, config)
         checks.append(permission)
-    # ``decide``'s order: the request description, then rules 2–5.
+    checks.append(_rate_check(record, config, bucket))
+    # ``decide``'s order: the request description, then rules 2–5, then the rate limit.
     return Explanation(_first_refusal(checks), tuple(checks), matched, rule)
 
 
@@ -285,6 +308,23 @@ def _permission_check(
     if gone:
         detail += f" No longer in the catalog, so granting nothing: {', '.join(gone)}."
     return Check("permission", False, redact_secrets(detail), refused), None
+
+
+def _rate_check(record: TokenRecord, config: Config, bucket: Bucket | None) -> Check:
+    """The rate limit, taken from only when every other check passes (so it comes last)."""
+    refused = Reason.RATE_LIMITED
+    limit = effective_rate_limit(record, config.policy)
+    if limit is None:
+        return Check("rate_limit", True, "No rate limit applies to this token.", refused)
+    by_policy = limit is config.policy.max_rate_limit and record.rate_limit != limit.text
+    what = f"Limited to {limit.text}" + (" (the policy's max_rate_limit)" if by_policy else "")
+    if bucket is None:
+        detail = f"{what}; its count is kept by the serving instances, not known here."
+        return Check("rate_limit", True, detail, refused)
+    if bucket.remaining >= 1:
+        return Check("rate_limit", True, f"{what}: {bucket.remaining} left now.", refused)
+    detail = f"{what}: used up; the next request fits in {bucket.retry_after} s."
+    return Check("rate_limit", False, detail, refused)
 
 
 def introspection(

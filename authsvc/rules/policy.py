@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from authsvc.config import Config
 from authsvc.rules.durations import format_duration, parse_duration
+from authsvc.rules.ratelimit import SYNTAX, RateLimit, parse_rate_limit
 
 NAME_MAX_LENGTH = 100
 
@@ -36,6 +37,7 @@ class Issuance:
     permissions: frozenset[str]
     expires_in: int | None  # seconds
     ip_filter: str | None
+    rate_limit: RateLimit | None = None
 
 
 def check_name(name: str) -> str:
@@ -117,6 +119,40 @@ def check_ip_filter(config: Config, ip_filter: str | None) -> str | None:
     return ip_filter
 
 
+def check_rate_limit(config: Config, value: object) -> RateLimit | None:
+    """A token's ``rate_limit`` (a limit as written, or None for none), within the
+    policy's ``max_rate_limit``: required under one, and compared by rate (SPEC §12)."""
+    if value is None:
+        limit = None
+    elif not isinstance(value, str):
+        raise Refused("invalid_rate_limit", f"rate_limit must be {SYNTAX}, or null.", field=_RATE)
+    else:
+        try:
+            limit = parse_rate_limit(value)
+        except ValueError as error:
+            raise Refused("invalid_rate_limit", f"rate_limit: {error}.", field=_RATE) from None
+    highest = config.policy.max_rate_limit
+    if highest is None:
+        return limit
+    if limit is None:
+        raise Refused(
+            "rate_limit_required",
+            f"The security policy requires a rate limit of at most {highest.text}.",
+            field=_RATE,
+        )
+    if limit.rate > highest.rate:
+        raise Refused(
+            "rate_limit_too_high",
+            f"Rate limit {limit.text} is higher than the security policy's maximum of "
+            f"{highest.text}.",
+            field=_RATE,
+        )
+    return limit
+
+
+_RATE = "rate_limit"
+
+
 def check_tokens_enabled(config: Config) -> None:
     """No token can be created or changed while the policy switches tokens off."""
     if not config.policy.tokens_enabled:
@@ -130,6 +166,7 @@ def check_create(
     permissions: Sequence[str],
     expires_in: str | None,
     ip_filter: str | None,
+    rate_limit: object = None,
 ) -> Issuance:
     """Every issuance rule of docs/admin-api.md, in the order an operator would fix them."""
     check_tokens_enabled(config)
@@ -138,6 +175,7 @@ def check_create(
         permissions=check_permissions(config, permissions),
         expires_in=check_expiry(config, expires_in),
         ip_filter=check_ip_filter(config, ip_filter),
+        rate_limit=check_rate_limit(config, rate_limit),
     )
 
 

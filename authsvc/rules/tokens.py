@@ -122,6 +122,9 @@ class TokenRecord:
     when the previous one stops by itself (None: no previous secret). The record found by
     the previous secret's digest has ``via_previous`` set; the one found by the current
     secret, by id or in a listing has not.
+
+    ``rate_limit`` is the token's own limit as written (SPEC §12), None for none; the
+    policy's ``max_rate_limit`` may lower it at use.
     """
 
     id: str
@@ -135,6 +138,7 @@ class TokenRecord:
     last_used_ip: str | None = None
     grace_ends_at: float | None = None
     via_previous: bool = False
+    rate_limit: str | None = None  # as written, e.g. "600/m" (rules.ratelimit parses it)
 
 
 #: The longest grace period a rotation may give the previous secret.

@@ -150,6 +150,18 @@ class Metrics:
             "Unix time of the last successful count behind authsvc_tokens (0: none yet)",
             registry=r,
         )
+        # Rate limits of the cluster scope (service.ratelimit_cluster): 1 while Redis is
+        # unreachable and this instance counts alone.
+        self.ratelimit_fallback = Gauge(
+            "authsvc_ratelimit_fallback",
+            "1 while rate limits are counted by this instance alone because Redis is down",
+            registry=r,
+        )
+        self.ratelimit_redis_errors = Counter(
+            "authsvc_ratelimit_redis_errors",
+            "Redis calls of the cluster rate limiter that failed or timed out",
+            registry=r,
+        )
         self.share = WorkerShare.from_environ(r, environ)
         if self.share is not None:
             # Started here because every `serve` builds its Metrics inside its running event

@@ -13,12 +13,14 @@ from pathlib import Path
 from authsvc.config import Config
 from authsvc.service.audit import AuditLog
 from authsvc.service.cache import RecordCache
+from authsvc.service.key_check import bind_key
 from authsvc.service.live import LiveConfig
 from authsvc.service.lookups import KnownDigests, LookupBudget, TokenLookups
 from authsvc.service.metrics import Metrics
 from authsvc.service.propagation import POLL_INTERVAL, ChangeFeed
+from authsvc.service.ratelimit import RateLimiter, build_rate_limiter
 from authsvc.service.reload import ConfigReloader
-from authsvc.service.secret_key import load_secret_key
+from authsvc.service.secret_key import find_secret_key
 from authsvc.service.token_gauges import TokenGauges
 from authsvc.service.token_service import TokenService
 from authsvc.service.usage import UsageRecorder
@@ -38,6 +40,7 @@ class Runtime:
     metrics: Metrics
     usage: UsageRecorder
     clock: Callable[[], float]
+    limiter: RateLimiter  # per-token rate limits; `serve` starts its background work
 
     @classmethod
     async def open(
@@ -49,25 +52,36 @@ class Runtime:
         environ: Mapping[str, str] = os.environ,
         store: TokenStore | None = None,
     ) -> Runtime:
-        """Load the key, open the store (creating its schema) and wire the services.
+        """Open the store (creating its schema), check the key against it (raising
+        ``KeyRefused``: service/key_check.py) and wire the services.
 
         ``clock`` is wall time (expiry, audit); ``cache_timer`` is monotonic (cache TTL).
         """
-        key = load_secret_key(config.secret_key_file, environ)
+        find_secret_key(config.secret_key_file, environ)  # a bad key file fails first
         store = store or open_store(config.store)
         await store.open()
+        try:
+            store_key = await bind_key(store, config.secret_key_file, environ)
+        except BaseException:
+            await store.close()
+            raise
         live = LiveConfig(config)
         cache = RecordCache(config.cache.max_entries, config.cache.ttl, cache_timer)
         audit = AuditLog(config.audit_log, clock)
-        service = TokenService(store, live, cache, audit, key=key, clock=clock)
+        # the store records its key's check value just before its first token is written
+        key, record_key = store_key.key, store_key.record
+        service = TokenService(
+            store, live, cache, audit, key=key, clock=clock, before_insert=record_key
+        )
         metrics = Metrics()
         metrics.config_loaded(clock())
         # The set of existing tokens starts empty (every lookup then spends budget, and
         # each one found joins the set); a change feed loads it whole when it starts.
         budget = LookupBudget(config.cache.unknown_lookups_per_second, cache_timer)
         lookups = TokenLookups(service, KnownDigests(), budget, metrics)
-        usage = UsageRecorder(store)
-        return cls(live, store, cache, audit, service, lookups, metrics, usage, clock)
+        usage = UsageRecorder(store, clock=clock)
+        limiter = build_rate_limiter(config.rate_limits, metrics, clock=cache_timer)
+        return cls(live, store, cache, audit, service, lookups, metrics, usage, clock, limiter)
 
     def change_feed(self, *, poll_interval: float = POLL_INTERVAL) -> ChangeFeed:
         """The feed that applies changes made elsewhere to this runtime's cache."""
@@ -99,6 +113,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.limiter.stop()
         await self.usage.stop()
         await self.service.close()  # store writes started off the request path
         await self.store.close()

@@ -1,7 +1,8 @@
 """The HMAC key under which token digests are stored.
 
 ``AUTHSVC_SECRET_KEY`` (at least 32 characters) wins over the key file. The file is
-created with mode 0600 on first use. The key is written and fsynced under a temporary
+created with mode 0600 on first use (for a store without tokens only: see
+:mod:`authsvc.service.key_check`). The key is written and fsynced under a temporary
 name, then hard-linked to its final name: ``link`` fails if the name exists, so a CLI call
 and a starting service racing to create it agree on one key, and nobody ever reads a
 half-written file (a plain ``O_EXCL`` create leaves an empty file visible until written).
@@ -31,7 +32,20 @@ class SecretKeyError(Exception):
 
 
 def load_secret_key(path: Path, environ: Mapping[str, str] = os.environ) -> bytes:
-    """The key from the environment, else from ``path`` (created if absent)."""
+    """The key from the environment, else from ``path`` (created if absent).
+
+    Only for a store that holds no token: otherwise a missing key must be refused, not
+    replaced (:mod:`authsvc.service.key_check` decides, with :func:`find_secret_key`)."""
+    key = find_secret_key(path, environ)
+    if key is not None:
+        return key
+    _create_key_file(path)
+    return _read_key_file(path)
+
+
+def find_secret_key(path: Path, environ: Mapping[str, str] = os.environ) -> bytes | None:
+    """The key from the environment, else from ``path``; None when neither holds one
+    (nothing is created)."""
     from_env = environ.get(ENV_VAR)
     if from_env is not None:
         if len(from_env) < MIN_ENV_KEY_LENGTH:
@@ -43,9 +57,12 @@ def load_secret_key(path: Path, environ: Mapping[str, str] = os.environ) -> byte
     try:
         return _read_key_file(path)
     except FileNotFoundError:
-        pass
-    _create_key_file(path)
-    return _read_key_file(path)
+        return None
+
+
+def key_source(path: Path, environ: Mapping[str, str] = os.environ) -> str:
+    """Where the key comes from, as messages name it (never the key itself)."""
+    return ENV_VAR if ENV_VAR in environ else f"the key file {path}"
 
 
 def _create_key_file(path: Path) -> None:

@@ -28,7 +28,7 @@ from authsvc.service.cache import RecordCache
 from authsvc.service.grace import GraceEnder
 from authsvc.service.live import LiveConfig
 from authsvc.service.revocation import SECRET_HOLDER, LeakedSecrets, Revoked
-from authsvc.store import ListQuery, NameTaken, TokenStore
+from authsvc.store import KEEP, Keep, ListQuery, NameTaken, TokenChange, TokenStore
 
 __all__ = ["CLI_ACTOR", "SECRET_HOLDER", "Actor", "Revoked", "TokenService"]
 
@@ -66,7 +66,11 @@ class TokenService:
         *,
         key: bytes,
         clock: Callable[[], float] = time.time,
+        before_insert: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        # before_insert: Runtime's StoreKey.record, so the store names its key before it
+        # holds a token made with it (service/key_check.py)
+        self._before_insert = before_insert
         self._store = store
         self._live = live
         self._cache = cache
@@ -148,6 +152,7 @@ class TokenService:
         permissions: Sequence[str],
         expires_in: str | None,
         ip_filter: str | None,
+        rate_limit: object = None,
     ) -> tuple[TokenRecord, str]:
         """Issue a token; returns the record and its secret (the only time it exists).
         The policy's rules come first, then the bounds of a calling token."""
@@ -159,6 +164,7 @@ class TokenService:
             permissions=permissions,
             expires_in=expires_in,
             ip_filter=ip_filter,
+            rate_limit=rate_limit,
         )
         created_at = float(int(self._clock()))
         if bound is not None:
@@ -171,8 +177,11 @@ class TokenService:
             created_at=created_at,
             expires_at=None if issuance.expires_in is None else created_at + issuance.expires_in,
             created_by=actor_id,
+            rate_limit=None if issuance.rate_limit is None else issuance.rate_limit.text,
         )
         secret = new_secret()
+        if self._before_insert is not None:
+            await self._before_insert()
         try:
             await self._store.insert(record, self.digest(secret))
         except NameTaken:
@@ -184,35 +193,71 @@ class TokenService:
             actor=actor_id,
             target=record.id,
             client=client,
-            details={"name": record.name, "permissions": sorted(record.permissions)},
+            details={
+                "name": record.name,
+                "permissions": sorted(record.permissions),
+                "rate_limit": record.rate_limit,
+            },
         )
         return record, secret
 
     async def update_permissions(
         self, *, actor: Actor, client: str | None, token_id: str, permissions: Sequence[str]
     ) -> TokenRecord:
-        """Replace a token's permissions; effective at once on this instance. A calling
-        token must hold the target's permissions and the new ones."""
+        """Replace a token's permissions (see :meth:`update`)."""
+        return await self.update(
+            actor=actor, client=client, token_id=token_id, permissions=permissions
+        )
+
+    async def update(
+        self,
+        *,
+        actor: Actor,
+        client: str | None,
+        token_id: str,
+        permissions: Sequence[str] | None = None,
+        rate_limit: object = KEEP,
+    ) -> TokenRecord:
+        """PATCH: new permissions and/or a new ``rate_limit`` (a limit as written, or None
+        for none), in one write; effective at once on this instance. A calling token must
+        hold the target's permissions and the new ones, and be limited no lower than the
+        new limit."""
         actor_id, bound = _who(actor)
-        wanted = policy.check_permission_update(self._live.current, permissions)
+        config = self._live.current
+        policy.check_tokens_enabled(config)
+        wanted = (
+            None if permissions is None else policy.check_permission_update(config, permissions)
+        )
+        limit = (
+            KEEP if isinstance(rate_limit, Keep) else policy.check_rate_limit(config, rate_limit)
+        )
+        if wanted is None and isinstance(limit, Keep):
+            raise Refused("invalid_field", "Give permissions, rate_limit or both to change.")
         before = await self.get(token_id)
         if bound is not None:
-            delegation.bound_update(bound, before, wanted)
-        # A change made meanwhile by someone else is simply replaced by this set, which
-        # lies within the caller's reach: there is nothing to re-check after the write.
-        record = await self._store.update_permissions(token_id, wanted)
+            if wanted is not None:
+                delegation.bound_update(bound, before, wanted)
+            if not isinstance(limit, Keep):
+                delegation.bound_rate_limit_update(bound, before, limit, config.policy)
+        # A change made meanwhile by someone else is simply replaced by these values, which
+        # lie within the caller's reach: there is nothing to re-check after the write.
+        change = TokenChange(
+            permissions=KEEP if wanted is None else wanted,
+            rate_limit=limit if isinstance(limit, Keep) or limit is None else limit.text,
+        )
+        record = await self._store.update_token(token_id, change)
         if record is None:
             raise _not_found(token_id)
         self._cache.invalidate(token_id=token_id)
+        details: dict[str, object] = {}
+        if wanted is not None:
+            details["permissions_before"] = sorted(before.permissions)
+            details["permissions"] = sorted(record.permissions)
+        if not isinstance(limit, Keep):
+            details["rate_limit_before"] = before.rate_limit
+            details["rate_limit"] = record.rate_limit
         self._audit.write(
-            "token.update",
-            actor=actor_id,
-            target=token_id,
-            client=client,
-            details={
-                "permissions_before": sorted(before.permissions),
-                "permissions": sorted(record.permissions),
-            },
+            "token.update", actor=actor_id, target=token_id, client=client, details=details
         )
         return record
 

@@ -37,4 +37,5 @@ def token_object(record: TokenRecord, policy: SecurityPolicy, now: float) -> dic
         "created_by": record.created_by,
         "last_used_at": _time(record.last_used_at),
         "last_used_ip": record.last_used_ip,
+        "rate_limit": record.rate_limit,
     }

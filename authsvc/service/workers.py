@@ -12,6 +12,7 @@ of its metrics, so that /metrics adds up every worker (service/metrics_share.py)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -35,6 +36,8 @@ log = logging.getLogger("authsvc.workers")
 #: Environment variable handing a worker its inherited socket descriptors: "auth,admin".
 FDS_ENV = "AUTHSVC_LISTEN_FDS"
 RESTART_DELAY = 1.0
+#: A worker's exit status for a refusal to start (the CLI's configuration error status).
+REFUSED = 2
 
 
 def bind(address: ListenAddress) -> socket.socket:
@@ -105,6 +108,17 @@ class Supervisor:
                 # a worker still starting may die of the SIGTERM itself: that is a clean stop
                 clean = os.waitstatus_to_exitcode(code) in (0, -signal.SIGTERM)
                 status = status or (0 if clean else 1)
+                continue
+            if os.waitstatus_to_exitcode(code) == REFUSED:
+                # a refusal (configuration, or a key that is not the store's) repeats on
+                # every restart: stop, so that systemd's RestartPreventExitStatus=2 holds
+                log.error("worker %d refused to start (exit status 2); stopping", worker)
+                self._stopping = True
+                for process in self._workers.values():
+                    # not Popen.poll(): it would reap a worker that os.wait() must see
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(process.pid, signal.SIGTERM)
+                status = REFUSED
                 continue
             log.error(
                 "worker %d (pid %d) exited with status %d; restarting it",

@@ -15,10 +15,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
 
 from authsvc.rules.tokens import TokenRecord
+
+if TYPE_CHECKING:  # the snapshot protocol's module imports this one
+    from authsvc.store.snapshots import Snapshots
 
 _SQLITE = "sqlite:///"
 
@@ -119,6 +123,52 @@ class Usage:
     ip: str
 
 
+#: What a usage count counts: an allowed request, or the reason of a denial of a token that
+#: was identified (SPEC §12, Usage).
+USAGE_OUTCOMES = (
+    "allowed",
+    "expired",
+    "tokens_disabled",
+    "ip_not_allowed",
+    "permission_denied",
+    "rate_limited",
+)
+HOUR = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyCount:
+    """How many requests of one token, in the hour starting at ``hour`` (epoch seconds, a
+    multiple of 3600), had ``outcome`` (one of :data:`USAGE_OUTCOMES`)."""
+
+    token_id: str
+    hour: int
+    outcome: str
+    count: int
+
+
+class Keep(Enum):
+    """A field of :class:`TokenChange` left as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+@dataclass(frozen=True, slots=True)
+class TokenChange:
+    """What a PATCH changes, in one write: new permissions and/or a new ``rate_limit``
+    (as written, or None for no limit); :data:`KEEP` leaves a field as it is."""
+
+    permissions: frozenset[str] | Keep = KEEP
+    rate_limit: str | Keep | None = KEEP
+
+
+#: The name under which :meth:`TokenStore.read_meta` keeps the key's check value (§13).
+KEY_CHECK = "key_check"
+
+
 class TokenStore(Protocol):
     """Persistence of token records keyed by id and by the HMAC digest of their secret."""
 
@@ -184,6 +234,11 @@ class TokenStore(Protocol):
     ) -> TokenRecord | None:
         """Replace a token's permissions; the updated record, or None if no such token."""
 
+    async def update_token(self, token_id: str, change: TokenChange) -> TokenRecord | None:
+        """Apply ``change`` in one transaction and log the token's digest as a change (so
+        caches everywhere drop the old record); the updated record, or None if no such
+        token."""
+
     async def replace_digest(
         self, token_id: str, digest: bytes, *, grace_ends_at: float | None = None
     ) -> tuple[bytes, TokenRecord] | None:
@@ -202,9 +257,9 @@ class TokenStore(Protocol):
         no such grace (over, or replaced by another rotation)."""
 
     async def delete(self, token_id: str, *, digest: bytes | None = None) -> bytes | None:
-        """Delete a token (only while its current digest is ``digest``, when given) and
-        log its digests as changes; its digest (for cache invalidation), or None if no
-        such token."""
+        """Delete a token (only while its current digest is ``digest``, when given), and
+        its usage counts, and log its digests as changes; its digest (for cache
+        invalidation), or None if no such token."""
 
     async def latest_change(self) -> int:
         """The change log's high-water mark (0 before any change)."""
@@ -215,6 +270,23 @@ class TokenStore(Protocol):
 
     async def record_usage(self, usages: Sequence[Usage]) -> None:
         """Apply last-used updates; only ever moves ``last_used_at`` forward."""
+
+    async def add_usage(self, counts: Sequence[HourlyCount]) -> None:
+        """Add ``counts`` to the stored per-hour counts (summing with what is there), in
+        one transaction; counts of tokens that no longer exist are dropped."""
+
+    async def usage(self, token_id: str, start: int, end: int) -> list[HourlyCount]:
+        """The token's counts for the hours ``start <= hour < end`` (epoch seconds), ordered
+        by hour, then outcome; hours without requests have no rows."""
+
+    async def prune_usage(self, before: int) -> int:
+        """Delete the counts of hours before ``before`` (epoch seconds); how many rows."""
+
+    async def read_meta(self, name: str) -> str | None:
+        """A value the store keeps about itself (such as :data:`KEY_CHECK`), or None."""
+
+    async def write_meta(self, name: str, value: str) -> None:
+        """Set (insert or replace) a value the store keeps about itself, durably."""
 
     async def listen(self, callback: ChangeCallback) -> None:
         """Push changes committed by anyone to ``callback`` as they commit, where the
@@ -245,6 +317,20 @@ def open_store(url: str) -> TokenStore:
         f"unsupported store URL scheme {scheme!r}: use sqlite:///path"
         " or postgresql://user:password@host:5432/db"
     )
+
+
+def open_snapshots(url: str) -> Snapshots:
+    """Backup and restore of the store at ``url`` (``authsvc backup`` / ``restore``;
+    :mod:`authsvc.store.snapshots`)."""
+    if url.startswith(_SQLITE):
+        from authsvc.store.sqlite.snapshot import SQLiteSnapshots  # noqa: PLC0415
+
+        return SQLiteSnapshots(url.removeprefix(_SQLITE))
+    if url.startswith(("postgresql://", "postgres://")):
+        from authsvc.store.postgres.snapshot import PostgresSnapshots  # noqa: PLC0415
+
+        return PostgresSnapshots(url)
+    raise ValueError(f"unsupported store URL scheme {url.split(':', 1)[0]!r}")
 
 
 def resolve_store_url(text: str, *, folder: Path) -> str:

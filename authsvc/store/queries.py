@@ -17,12 +17,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from authsvc.store import ListQuery, StatusBasis, TokenStatus
+from authsvc.store import (
+    HOUR,
+    USAGE_OUTCOMES,
+    HourlyCount,
+    Keep,
+    ListQuery,
+    StatusBasis,
+    TokenChange,
+    TokenStatus,
+)
 
 #: The columns of a token record, in the order the stores read them back.
 COLUMNS: Final = (
     "id, name, permissions, ip_filter, created_at, expires_at, created_by,"
-    " last_used_at, last_used_ip, grace_ends_at"
+    " last_used_at, last_used_ip, grace_ends_at, rate_limit"
 )
 _DIRECTIONS: Final = {"asc": "ASC", "desc": "DESC"}
 
@@ -157,3 +166,46 @@ def count_columns(
 def count_column(index: int) -> str:
     """The name of the ``index``-th column of :func:`count_columns`."""
     return f"count_{index:d}"
+
+
+# -- writes ----------------------------------------------------------------------------------
+
+
+def assignments(
+    change: TokenChange, params: Params, *, permissions: Callable[[frozenset[str]], object]
+) -> str:
+    """The SET list of an UPDATE applying ``change`` (values bound in ``params``; ``""``
+    when it changes nothing). ``permissions`` turns a set of names into the backend's
+    column value (SQLite: a JSON array, PostgreSQL: a text array)."""
+    parts = []
+    if not isinstance(change.permissions, Keep):
+        parts.append(f"permissions = {params.add(permissions(change.permissions))}")
+    if not isinstance(change.rate_limit, Keep):
+        parts.append(f"rate_limit = {params.add(change.rate_limit)}")
+    return ", ".join(parts)
+
+
+#: One row of ``token_usage``: (token_id, hour, outcome, count).
+UsageRow = tuple[str, int, str, int]
+
+
+def usage_rows(counts: Sequence[HourlyCount]) -> list[UsageRow]:
+    """``counts`` as rows to add: one per (token, hour, outcome), duplicates summed, zero
+    counts left out, sorted by that key. The sort makes writers from several instances
+    lock rows in one order (no deadlocks); the summing lets PostgreSQL upsert the whole
+    batch in one statement, which may touch each row only once.
+
+    Raises ValueError for an outcome not in :data:`~authsvc.store.USAGE_OUTCOMES`, an hour
+    that is not the start of an hour, or a negative count: a caller's bug, refused before
+    anything is written rather than stored as counts nobody can read back."""
+    summed: dict[tuple[str, int, str], int] = {}
+    for each in counts:
+        if each.outcome not in USAGE_OUTCOMES:
+            raise ValueError(f"unknown usage outcome {each.outcome!r}")
+        if each.hour % HOUR:
+            raise ValueError(f"usage hour {each.hour} is not the start of an hour")
+        if each.count < 0:
+            raise ValueError(f"usage count {each.count} is negative")
+        key = (each.token_id, each.hour, each.outcome)
+        summed[key] = summed.get(key, 0) + each.count
+    return [(*key, count) for key, count in sorted(summed.items()) if count]

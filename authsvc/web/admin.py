@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from typing import Any, Literal, cast
 
 from aiohttp import web
+from multidict import MultiDictProxy
 
 from authsvc.rules.decision import Reason, admin_access
 from authsvc.rules.durations import parse_duration
@@ -15,15 +16,15 @@ from authsvc.rules.request import Rejected, client_ip
 from authsvc.rules.tokens import TokenRecord, is_token_id
 from authsvc.service.runtime import Runtime
 from authsvc.service.token_view import token_object
-from authsvc.store import ListQuery, StatusBasis, TokenStatus
+from authsvc.store import KEEP, ListQuery, StatusBasis, TokenStatus
 from authsvc.web.auth import bearer_secret, peer_address
 from authsvc.web.errors import ApiError
 from authsvc.web.keys import RUNTIME
 
 MAX_BODY = 64 * 1024
 MAX_LIMIT = 500
-_CREATE_FIELDS = {"name", "permissions", "expires_in", "ip_filter"}
-_PATCH_FIELDS = {"permissions"}
+_CREATE_FIELDS = {"name", "permissions", "expires_in", "ip_filter", "rate_limit"}
+_PATCH_FIELDS = {"permissions", "rate_limit"}
 _ROTATE_FIELDS = {"grace"}
 _STATUSES = ("active", "expired", "blocked")
 _LIST_PARAMS = {"name", "sort", "order", "limit", "offset", "status", "expires_within"}
@@ -130,13 +131,15 @@ def _permissions(body: Mapping[str, Any]) -> list[str]:
     return cast(list[str], value)
 
 
-def _list_query(request: web.Request, basis: StatusBasis) -> ListQuery:
+def query_params(request: web.Request, allowed: Set[str], *, hint: str = "") -> MultiDictProxy[str]:
+    """The query's parameters, each one known and given once (400 ``invalid_query``
+    otherwise, naming the one at fault); ``hint`` ends the message about unknown ones."""
     params = request.rel_url.query
-    unknown = sorted(set(params) - _LIST_PARAMS)
+    unknown = sorted(set(params) - allowed)
     if unknown:
         raise ApiError(
             "invalid_query",
-            f"Unknown query parameter(s): {', '.join(unknown)[:200]}.",
+            f"Unknown query parameter(s): {', '.join(unknown)[:200]}{hint}.",
             field=_one(unknown),
         )
     repeated = sorted(key for key in set(params) if len(params.getall(key)) > 1)
@@ -147,6 +150,11 @@ def _list_query(request: web.Request, basis: StatusBasis) -> ListQuery:
             f"Repeated query parameter(s): {', '.join(repeated)}.",
             field=_one(repeated),
         )
+    return params
+
+
+def _list_query(request: web.Request, basis: StatusBasis) -> ListQuery:
+    params = query_params(request, _LIST_PARAMS)
     sort = params.get("sort", "name")
     order = params.get("order", "asc")
     if sort not in ("name", "expires_at"):
@@ -225,6 +233,7 @@ async def create_token(request: web.Request) -> web.Response:
         permissions=_permissions(body),
         expires_in=_string(body, "expires_in", nullable=True),
         ip_filter=_string(body, "ip_filter", nullable=True),
+        rate_limit=body.get("rate_limit"),  # the policy's rules judge its type too
     )
     return _no_store({**token_json(record, runtime), "token": secret}, status=201)
 
@@ -258,11 +267,17 @@ async def patch_token(request: web.Request) -> web.Response:
     actor, client = await authorize(request, write=True)
     body = await read_object(request, _PATCH_FIELDS)
     runtime = request.app[RUNTIME]
-    record = await runtime.service.update_permissions(
+    if not body:
+        raise ApiError(
+            "invalid_field",
+            "Give 'permissions', 'rate_limit' or both to change.",
+        )
+    record = await runtime.service.update(
         actor=actor,
         client=client,
         token_id=_token_id(request),
-        permissions=_permissions(body),
+        permissions=_permissions(body) if "permissions" in body else None,
+        rate_limit=body.get("rate_limit", KEEP),
     )
     return _no_store(token_json(record, runtime))
 
@@ -324,6 +339,7 @@ async def get_policy(request: web.Request) -> web.Response:
             "max_lifetime": policy.max_lifetime_text,
             "max_lifetime_seconds": policy.max_lifetime,
             "enforce_ip_filter": policy.enforce_ip_filter,
+            "max_rate_limit": None if policy.max_rate_limit is None else policy.max_rate_limit.text,
             "allow_permission_updates": policy.allow_permission_updates,
         }
     )
@@ -347,3 +363,6 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     from authsvc.web.admin_explain import add_explain_routes  # noqa: PLC0415 - it imports us
 
     add_explain_routes(router)
+    from authsvc.web.admin_usage import add_usage_routes  # noqa: PLC0415 - it imports us
+
+    add_usage_routes(router)

@@ -4,8 +4,9 @@
 Both need ``ViewOrganizationTokens`` (``ManageOrganizationTokens`` includes it) and count
 nothing: a token is found in this instance's record cache, else read from the store
 directly, without the lookup budget of ``/auth``, without caching what was read, and
-without usage or decision metrics. A secret sent to either call is never echoed: not in
-answers, errors or logs.
+without usage or decision metrics; explain only looks at a rate-limited token's bucket,
+taking nothing from it. A secret sent to either call is never echoed: not in answers,
+errors or logs.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from authsvc.config import Config
+from authsvc.rules.decision import effective_rate_limit
 from authsvc.rules.explain import (
     STORE_DOWN,
     UNKNOWN_SECRET,
+    Bucket,
     TokenFinding,
     TokenFound,
     explain,
@@ -116,15 +120,29 @@ async def explain_access(request: web.Request) -> web.Response:
     client_ip = _address(ip, "ip")
     runtime = request.app[RUNTIME]
     finding = await _finding(runtime, key, value)
+    config = runtime.live.current
     explanation = explain(
         finding,
         method=method,
         uri=uri,
         client_ip=client_ip,
-        config=runtime.live.current,
+        config=config,
         now=runtime.clock(),
+        bucket=await _bucket(runtime, finding, config),
     )
     return _no_store(explanation.as_json())
+
+
+async def _bucket(runtime: Runtime, finding: TokenFinding, config: Config) -> Bucket | None:
+    """The token's rate-limit bucket as this instance's limiter sees it, nothing taken
+    (explaining is not a request: SPEC §11); None without a limit."""
+    if not isinstance(finding, TokenFound):
+        return None
+    limit = effective_rate_limit(finding.record, config.policy)
+    if limit is None:
+        return None
+    seen = await runtime.limiter.peek(finding.record.id, limit)
+    return Bucket(seen.remaining if seen.allowed else 0, seen.retry_after)
 
 
 async def read_form(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:

@@ -85,9 +85,10 @@ def header_safe(text: str) -> str:
 
 
 class AllowBlocks:
-    """The two header blocks of an allow for one token: reusable by the micro-cache or not."""
+    """The two header blocks of an allow for one token: reusable by the micro-cache or not;
+    ``head`` is what they share (an allow of a rate-limited token adds its counts to it)."""
 
-    __slots__ = ("not_reusable", "reusable")
+    __slots__ = ("head", "not_reusable", "reusable")
 
     def __init__(self, token_id: str, name: str, expires_at: float | None) -> None:
         fields = [
@@ -98,9 +99,22 @@ class AllowBlocks:
         if expires_at is not None:
             fields.append(("X-Auth-Token-Expires", rfc3339(expires_at)))
         fields.append(("Cache-Control", "no-store"))
-        head = header_block(fields)
+        self.head = head = header_block(fields)
         self.reusable = head + _REUSABLE
         self.not_reusable = head + _NOT_REUSABLE
+
+
+def _limit_fields(limit: int, remaining: int, reset: int) -> bytes:
+    # Integers only: nothing a client sent reaches these lines, so no check is needed.
+    return b"X-RateLimit-Limit: %d\r\nX-RateLimit-Remaining: %d\r\nX-RateLimit-Reset: %d\r\n" % (
+        limit,
+        remaining,
+        reset,
+    )
+
+
+_RATE_LIMITED_HEAD = header_block([("X-Auth-Reason", Reason.RATE_LIMITED.value)])
+_NEVER_STORED = header_block([("Cache-Control", "no-store"), ("X-Accel-Expires", "0")]) + _TAIL
 
 
 class _Date:
@@ -170,6 +184,20 @@ class PreparedAnswer(web.StreamResponse):
 
 def denial(reason: Reason) -> PreparedAnswer:
     return PreparedAnswer(AUTH_STATUS[reason], _DENIALS[reason])
+
+
+def limited_allow(blocks: AllowBlocks, limit: int, remaining: int, reset: int) -> PreparedAnswer:
+    """An allow of a rate-limited token: its counts, and never reusable by nginx's
+    micro-cache (an answer served from it would not be counted)."""
+    return PreparedAnswer(200, blocks.head + _limit_fields(limit, remaining, reset) + _NOT_REUSABLE)
+
+
+def rate_limited(limit: int, reset: int, retry_after: int) -> PreparedAnswer:
+    """403 ``rate_limited`` with ``Retry-After`` (whole seconds, at least 1), which the
+    shipped nginx snippets turn into a 429 for the client."""
+    counts = _limit_fields(limit, 0, reset)
+    retry = b"Retry-After: %d\r\n" % max(1, retry_after)
+    return PreparedAnswer(403, _RATE_LIMITED_HEAD + retry + counts + _NEVER_STORED)
 
 
 def internal_error() -> PreparedAnswer:

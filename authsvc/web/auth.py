@@ -8,6 +8,12 @@ During a rotation's grace (a record with ``grace_ends_at``) both secrets work: t
 one until the grace ends, and its allows say when in ``X-Auth-Token-Expires``; the first
 allow of the new one ends the grace (:mod:`authsvc.service.grace`: at once here, with the
 store write started off the request path).
+
+A token with a rate limit (its own, or the policy's maximum) takes from its bucket after
+every other rule has allowed the request (``authsvc.service.ratelimit``: no I/O for the
+instance scope, a Redis round trip only now and then for the cluster scope); its allows
+carry ``X-RateLimit-*`` and are never reusable by nginx's micro-cache. Usage per token and
+hour is a dict increment here, written to the store in batches (``service.usage``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,13 @@ from typing import Any
 from aiohttp import web
 
 from authsvc.config import Config
-from authsvc.rules.decision import Reason, decide, effective_expiry, is_expired
+from authsvc.rules.decision import (
+    Reason,
+    decide,
+    effective_expiry,
+    effective_rate_limit,
+    is_expired,
+)
 from authsvc.rules.request import Described, Rejected, describe
 from authsvc.rules.tokens import (
     TokenRecord,
@@ -36,6 +48,8 @@ from authsvc.web.answers import (
     PreparedAnswer,
     denial,
     internal_error,
+    limited_allow,
+    rate_limited,
 )
 from authsvc.web.protocol import ANONYMOUS, QuietServer
 
@@ -49,6 +63,12 @@ _ALLOW = {"Allow": "GET, HEAD", **ANONYMOUS}
 #: cache holds: building them costs ~4 µs, so only tokens in steady use need them kept, and
 #: 100,000 of them would cost ~80 MB (measured: the RSS target of docs/performance.md).
 MAX_PREPARED_ALLOWS = 4096
+
+#: Denials of an identified token, which its usage counts (SPEC §12); the others (no or an
+#: unknown token, a bad request) belong to no token.
+_TOKEN_DENIALS = frozenset(
+    {Reason.EXPIRED, Reason.TOKENS_DISABLED, Reason.IP_NOT_ALLOWED, Reason.PERMISSION_DENIED}
+)
 
 
 def presented_secret(request: web.BaseRequest) -> str | Reason:
@@ -97,6 +117,7 @@ class AuthHandler:
         self._counts = runtime.metrics.hot
         self._usage = runtime.usage
         self._graces = runtime.service.graces
+        self._limiter = runtime.limiter
         self._clock = runtime.clock
         # token id → (the record and configuration they were built from, the blocks).
         # A changed record or a reload is a new object, so it never meets stale headers.
@@ -153,13 +174,42 @@ class AuthHandler:
             self._counts.cache_hits += 1
         now = self._clock()
         if secret_ended(record, now):
-            reason = Reason.INVALID_TOKEN  # a previous secret past its grace: as if unknown
-        else:
-            reason = decide(record, described, config, now)
+            # a previous secret past its grace: as if unknown (and no token's usage)
+            return Reason.INVALID_TOKEN, denial(Reason.INVALID_TOKEN)
+        return await self._judge(record, token_digest, described, config, now)
+
+    async def _judge(
+        self,
+        record: TokenRecord,
+        token_digest: bytes,
+        described: Described,
+        config: Config,
+        now: float,
+    ) -> tuple[Reason, PreparedAnswer]:
+        """The decision about an identified token, its rate limit, and its usage."""
+        reason = decide(record, described, config, now)
         if reason is not Reason.OK:
+            if reason in _TOKEN_DENIALS:
+                self._usage.count(record.id, reason, now)
             return reason, denial(reason)
+        limit = effective_rate_limit(record, config.policy)
+        if limit is None:
+            self._usage.note(record.id, now, described.client_ip)
+            self._usage.count(record.id, "allowed", now)
+            return reason, self._allow(record, token_digest, config, now, described)
+        # Both secrets of a rotation share the token's bucket: it is keyed by the id.
+        limiter = self._limiter
+        verdict = limiter.try_take(record.id, limit) or await limiter.take(record.id, limit)
+        if not verdict.allowed:
+            self._usage.count(record.id, Reason.RATE_LIMITED, now)
+            return Reason.RATE_LIMITED, rate_limited(
+                verdict.limit, verdict.reset, verdict.retry_after
+            )
         self._usage.note(record.id, now, described.client_ip)
-        return reason, self._allow(record, token_digest, config, now, described)
+        self._usage.count(record.id, "allowed", now)
+        self._first_use(record, token_digest, now, described)
+        blocks = self._allow_blocks(record, config)  # never reusable: see limited_allow
+        return reason, limited_allow(blocks, verdict.limit, verdict.remaining, verdict.reset)
 
     def _allow(
         self,
@@ -169,21 +219,27 @@ class AuthHandler:
         now: float,
         described: Described,
     ) -> PreparedAnswer:
-        grace = record.grace_ends_at
-        if grace is not None:
+        if record.grace_ends_at is not None:
             # During a rotation's grace. An allow by the previous secret says when that
             # secret stops, and nginx's micro-cache must not reuse it (the new secret's
-            # first use may end it any moment). The new secret's first allow ends it.
+            # first use may end it any moment).
             if record.via_previous:
                 return PreparedAnswer(200, self._allow_blocks(record, config).not_reusable)
-            if now < grace:
-                self._graces.first_use(record, token_digest, str(described.client_ip))
+            self._first_use(record, token_digest, now, described)
         blocks = self._allow_blocks(record, config)
         # nginx counts X-Accel-Expires in whole seconds from when it stores the answer,
         # so a 1 s hint can be reused for up to 2 s: the token must stay valid that long.
         if is_expired(record, config.policy, now + 2 * MICROCACHE_SECONDS):
             return PreparedAnswer(200, blocks.not_reusable)
         return PreparedAnswer(200, blocks.reusable)
+
+    def _first_use(
+        self, record: TokenRecord, token_digest: bytes, now: float, described: Described
+    ) -> None:
+        """The new secret's first allow during a rotation's grace ends the grace."""
+        grace = record.grace_ends_at
+        if grace is not None and not record.via_previous and now < grace:
+            self._graces.first_use(record, token_digest, str(described.client_ip))
 
     async def _lookup(self, token_digest: bytes) -> TokenRecord | Reason:
         """A cache miss of a well-formed secret with a usable request: ask the store."""

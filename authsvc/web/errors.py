@@ -44,9 +44,13 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_ip_filter": 422,
     "invalid_grace": 422,
     "grace_too_long": 422,
+    "invalid_rate_limit": 422,
+    "rate_limit_required": 422,
+    "rate_limit_too_high": 422,
     "malformed_token": 422,
     "too_many_requests": 429,
     "invalid_ip": 422,
+    "invalid_range": 422,
     "internal_error": 500,
     "store_unavailable": 503,
 }
@@ -70,8 +74,12 @@ FIELD_CODES = frozenset(
         "unknown_ip_filter",
         "invalid_grace",
         "grace_too_long",
+        "invalid_rate_limit",
+        "rate_limit_required",
+        "rate_limit_too_high",
         "malformed_token",
         "invalid_ip",
+        "invalid_range",
         EXCEEDS_CALLER,
     }
 )

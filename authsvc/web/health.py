@@ -25,6 +25,8 @@ async def readyz(request: web.Request) -> web.Response:
         runtime.metrics.store_errors.labels(operation="ping").inc()
         return web.Response(status=503, text=f"not ready: store unavailable: {error}\n")
     lines.append("ready")
+    if runtime.limiter.fallback:  # still ready: requests are never refused for it
+        lines.append("rate limits: fallback: Redis is unreachable, this instance counts alone")
     if runtime.live.last_error is not None:
         lines.append(
             f"last configuration reload failed, still serving the last good one: "

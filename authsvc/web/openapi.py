@@ -10,6 +10,7 @@ from typing import Any
 from authsvc import __version__
 from authsvc.rules.decision import AUTH_STATUS
 from authsvc.rules.explain import CHECK_NAMES
+from authsvc.store import USAGE_OUTCOMES
 from authsvc.web.errors import FIELD_CODES, STATUS_BY_CODE
 
 _REF_ERROR = {"$ref": "#/components/responses/Error"}
@@ -45,12 +46,22 @@ _POLICY_PROPERTIES: dict[str, Any] = {
     "max_lifetime_seconds": {"type": ["integer", "null"]},
     "enforce_ip_filter": _NULLABLE_STRING,
     "allow_permission_updates": {"type": "boolean"},
+    "max_rate_limit": _NULLABLE_STRING,
 }
 _TOKEN = {"$ref": "#/components/schemas/Token"}
+#: ``"<count>/<unit>"``: a count from 1 (at most 10 digits) per second, minute or hour.
+_RATE_LIMIT = {
+    "type": ["string", "null"],
+    "pattern": "^[1-9][0-9]{0,9}/[smh]$",
+    "description": "Allowed requests per s, m or h, e.g. 600/m (a token bucket of that "
+    "capacity); null for none. Under the policy's max_rate_limit it is required and at "
+    "most that (compared per second).",
+}
 _BOUNDED = (
     "Delegation bounds: the calling token hands on only what it holds (its permissions, "
     "ManageOrganizationTokens including ViewOrganizationTokens; an expiry no later than "
-    "its own; its own IP filter unless the policy enforces one); beyond that, 403 "
+    "its own; its own IP filter unless the policy enforces one; a rate limit no higher "
+    "than its own); beyond that, 403 "
     "exceeds_caller. The policy's 422 rules are checked first."
 )
 _TOKEN_WITH_SECRET = {"$ref": "#/components/schemas/TokenWithSecret"}
@@ -59,6 +70,32 @@ _GRACE = (
     "the new secret is first used successfully on /auth, whichever comes first; a previous "
     "secret still in an earlier grace stops at once."
 )
+
+_USAGE_OUTCOMES = [outcome for outcome in USAGE_OUTCOMES if outcome != "allowed"]
+_USAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["hours"],
+    "properties": {
+        "hours": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["hour", "allowed", "denied"],
+                "properties": {
+                    "hour": {"type": "string", "format": "date-time"},
+                    "allowed": {"type": "integer", "minimum": 0},
+                    "denied": {
+                        "type": "object",
+                        "description": "requests denied after the token was identified, by "
+                        "reason; only reasons that occurred",
+                        "propertyNames": {"enum": _USAGE_OUTCOMES},
+                        "additionalProperties": {"type": "integer", "minimum": 1},
+                    },
+                },
+            },
+        }
+    },
+}
 
 PATHS: dict[str, Any] = {
     "/admin/v1/tokens": {
@@ -120,7 +157,7 @@ PATHS: dict[str, Any] = {
         "parameters": [_TOKEN_ID],
         "get": _op("Show a token", {"200": _json(_TOKEN, "The token"), **_errors(404)}),
         "patch": _op(
-            "Replace a token's permissions (effective at once)",
+            "Replace a token's permissions and/or its rate limit (effective at once)",
             {"200": _json(_TOKEN, "The updated token"), **_errors(400, 404, 413, 422)},
             description=_BOUNDED,
             requestBody={
@@ -130,13 +167,14 @@ PATHS: dict[str, Any] = {
                         "schema": {
                             "type": "object",
                             "additionalProperties": False,
-                            "required": ["permissions"],
+                            "minProperties": 1,
                             "properties": {
                                 "permissions": {
                                     "type": "array",
                                     "items": {"type": "string"},
                                     "minItems": 1,
-                                }
+                                },
+                                "rate_limit": _RATE_LIMIT,
                             },
                         }
                     }
@@ -175,6 +213,34 @@ PATHS: dict[str, Any] = {
                     }
                 },
             },
+        ),
+    },
+    "/admin/v1/tokens/{token_id}/usage": {
+        "parameters": [_TOKEN_ID],
+        "get": _op(
+            "A token's requests per hour: allowed, and denied by reason",
+            {
+                "200": _json(_USAGE, "The hours with requests, oldest first"),
+                **_errors(400, 404, 422),
+            },
+            description="Counts are written by each instance every 5 seconds, so the last "
+            "seconds may be missing. Hours without requests are omitted. An unknown or "
+            "deleted token is 404. Bad times, from not before to, or a range over 90 days "
+            "are 422 invalid_range.",
+            parameters=[
+                _query(
+                    "from",
+                    {"type": "string", "format": "date-time"},
+                    description="RFC 3339; default: 7 days before to. The hour holding it "
+                    "is included",
+                ),
+                _query(
+                    "to",
+                    {"type": "string", "format": "date-time"},
+                    description="RFC 3339; default: now. Hours starting before it are "
+                    "included; at most 90 days after from",
+                ),
+            ],
         ),
     },
     "/admin/v1/tokens/revoke": {
@@ -373,15 +439,17 @@ _TOKEN_PROPERTIES: dict[str, Any] = {
     "created_by": {"type": "string"},
     "last_used_at": _TIME,
     "last_used_ip": _NULLABLE_STRING,
+    "rate_limit": _RATE_LIMIT,
 }
 
 _FIELD_DESCRIPTION = (
     "Present only when one input is at fault: the JSON body key (name, permissions, "
-    "expires_in, ip_filter; rotate's grace; revoke's token; explain's token_id, token, "
+    "expires_in, ip_filter, rate_limit; rotate's grace; revoke's token; explain's token_id, token, "
     "method, uri, ip; or the one unknown "
     "key, cut to 40 characters), the form field of introspect (token, client_ip), or the query "
     "parameter of a list call (name, sort, order, limit, offset, status, expires_within, or "
-    "the one unknown or repeated parameter); anything shaped like a secret is redacted. "
+    "the one unknown or repeated parameter; usage's from and to); anything shaped like a "
+    "secret is redacted. "
     "Absent for errors about the whole request or about several inputs at once. Codes that may "
     f"carry it: {', '.join(sorted(FIELD_CODES))}."
 )
@@ -473,6 +541,7 @@ DOCUMENT: dict[str, Any] = {
                     "permissions": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                     "expires_in": {"type": ["string", "null"], "pattern": "^[1-9][0-9]*[mhd]$"},
                     "ip_filter": _NULLABLE_STRING,
+                    "rate_limit": _RATE_LIMIT,
                 },
             },
             "Error": {

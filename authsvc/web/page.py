@@ -21,6 +21,7 @@ CONTENT_SECURITY_POLICY = (
 ASSETS: dict[str, str] = {
     "app.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "usage.js": "text/javascript; charset=utf-8",
 }
 _INDEX = "index.html"
 

@@ -61,6 +61,7 @@ async def serve(config: Config) -> None:
             runners.append(runner)
             await _site(runner, address, sock).start()
         runtime.usage.start()
+        runtime.limiter.start()  # stopped by runtime.close()
         reloader.start()
         gauges.start()
         log.info(

@@ -52,7 +52,8 @@ SEEDS: dict[str, list[bytes]] = {
         b"# a comment\npermissions: &p\n  A:\n    endpoints: ['* /{rest...}']\n"
         b"ip_filters: {o: 'allow ::/0  # why\n'}\ntrusted_proxies: []\nadmin_trusted_proxies: []\n"
         b"security_policy: {tokens_enabled: false, max_lifetime: null,\n"
-        b"  enforce_ip_filter: o, allow_permission_updates: no}\ncache: {ttl: 1s}\n",
+        b"  enforce_ip_filter: o, allow_permission_updates: no, max_rate_limit: 5/s}\n"
+        b"cache: {ttl: 1s}\n",
     ],
     "admin-bodies": [
         b"\x00" + json.dumps({"name": "n", "permissions": ["Reader"]}).encode(),
@@ -80,6 +81,7 @@ _DICTIONARIES: dict[str, list[str]] = {
         *("permissions:", "ip_filters:", "security_policy:", "trusted_proxies:", "cache:"),
         *("listen:", "store:", "endpoints:", "description:", "allow ", "deny ", "all", "null"),
         *("tokens_enabled:", "max_lifetime:", "enforce_ip_filter:", "allow_permission_updates:"),
+        *("max_rate_limit:", "600/m", "5/s"),
         *("{id}", "{rest...}", "GET /", "* /", "- ", ": ", "&a ", "*a", "!!", "|", "[", "{", "~"),
     ],
     "admin-bodies": [

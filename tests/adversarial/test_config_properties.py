@@ -36,6 +36,7 @@ _POLICY_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "max_lifetime": st.sampled_from([None, "90d", "30m", "12h", "7d"]),
     "enforce_ip_filter": st.sampled_from([None, *_FILTERS]),
     "allow_permission_updates": st.booleans(),
+    "max_rate_limit": st.sampled_from([None, "600/m", "5/s", "10/h"]),
 }
 
 
@@ -78,6 +79,10 @@ def _policy_looser(cut: Config, full: Config) -> list[str]:
         found.append(f"enforce_ip_filter {old.enforce_ip_filter} became {new.enforce_ip_filter}")
     if new.allow_permission_updates and not old.allow_permission_updates:
         found.append("permission updates allowed again")
+    if old.max_rate_limit is not None and (
+        new.max_rate_limit is None or new.max_rate_limit.rate > old.max_rate_limit.rate
+    ):
+        found.append(f"max_rate_limit {old.max_rate_limit.text} became looser")
     return found
 
 

@@ -632,7 +632,7 @@ class TestList:
         assert page.locator("img").count() == 0
         name.click()
         details = page.get_by_role("dialog", name=XSS_NAME)
-        expect(details.get_by_role("heading")).to_have_text(XSS_NAME)
+        expect(details.get_by_role("heading", level=2)).to_have_text(XSS_NAME)
         details.get_by_role("button", name="Delete token").click()
         expect(page.locator("#confirm-title")).to_have_text(f"Delete “{XSS_NAME}”?")
         assert page.locator("img").count() == 0

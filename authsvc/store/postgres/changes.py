@@ -1,6 +1,6 @@
 """The PostgreSQL store's change log: appended by writers, polled by other instances.
 
-``insert``, ``update_permissions``, ``replace_digest``, ``end_grace`` and ``delete`` call
+``insert``, ``update_token``, ``replace_digest``, ``end_grace`` and ``delete`` call
 :func:`log_change` in their own transaction, once for each digest of the token that the
 change touches (a previous secret kept in a grace included): it appends a row numbered by
 ``change_counter``, prunes rows older than the retention, and sends

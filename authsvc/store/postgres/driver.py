@@ -167,7 +167,13 @@ def record_of(row: Row, *, via_previous: bool = False) -> TokenRecord:
         last_used_ip=as_optional_text(row["last_used_ip"]),
         grace_ends_at=as_optional_real(row["grace_ends_at"]),
         via_previous=via_previous,
+        rate_limit=_interned(as_optional_text(row["rate_limit"])),
     )
+
+
+def _interned(text: str | None) -> str | None:
+    # a few limits are shared by many cached records: one string each
+    return None if text is None else sys.intern(text)
 
 
 def storable(text: str) -> bool:

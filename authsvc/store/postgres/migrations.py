@@ -56,6 +56,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         " CONSTRAINT tokens_previous_digest_key UNIQUE,"
         " ADD COLUMN grace_ends_at double precision",
     ),
+    # 3: per-token rate limits, hourly usage counts, and values the store keeps about
+    # itself (the key's check value); the hour index serves pruning. ``outcome`` and
+    # ``name`` compare in "C", so ordering matches SQLite whatever the database's locale;
+    # ``token_id`` keeps the collation of ``tokens.id``, which it is compared with.
+    (
+        "ALTER TABLE tokens ADD COLUMN rate_limit text",
+        """CREATE TABLE token_usage (
+            token_id text NOT NULL,
+            hour bigint NOT NULL,
+            outcome text COLLATE "C" NOT NULL,
+            count bigint NOT NULL,
+            CONSTRAINT token_usage_pkey PRIMARY KEY (token_id, hour, outcome)
+        )""",
+        "CREATE INDEX token_usage_hour ON token_usage (hour)",
+        """CREATE TABLE authsvc_meta (
+            name text COLLATE "C" CONSTRAINT authsvc_meta_pkey PRIMARY KEY,
+            value text NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 

@@ -22,6 +22,8 @@ previous secret's of a rotation with a grace included) to the change log polled 
 ``pg_notify('authsvc_changes', <hex digest>)`` in the same transaction, which the server
 delivers on commit to every :meth:`PostgresStore.listen`-er
 (:mod:`authsvc.store.postgres.changes`).
+
+Usage counts and the store's own values: :mod:`authsvc.store.postgres.usage`.
 """
 
 from __future__ import annotations
@@ -33,9 +35,18 @@ from typing import Final
 import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg ships no type information
 
 from authsvc.rules.tokens import TokenRecord
-from authsvc.store import ChangeCallback, ListQuery, NameTaken, StoreUnavailable, Usage
+from authsvc.store import (
+    ChangeCallback,
+    HourlyCount,
+    ListQuery,
+    NameTaken,
+    StoreUnavailable,
+    TokenChange,
+    Usage,
+)
 from authsvc.store.postgres import changes as pg_changes
 from authsvc.store.postgres import migrations
+from authsvc.store.postgres import usage as pg_usage
 from authsvc.store.postgres.driver import (
     Connection,
     Pool,
@@ -51,10 +62,12 @@ from authsvc.store.postgres.pool import PgPool
 from authsvc.store.queries import (
     COLUMNS,
     Params,
+    assignments,
     conditions,
     count_column,
     count_columns,
     order_by,
+    usage_rows,
 )
 
 __all__ = [
@@ -218,7 +231,7 @@ class PostgresStore:
         """Store a new token durably; raise NameTaken if the name is in use."""
         sql = (
             f"INSERT INTO tokens ({COLUMNS}, name_fold, digest)"  # noqa: S608 - constant columns
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         )
         values = (
             record.id,
@@ -231,6 +244,7 @@ class PostgresStore:
             record.last_used_at,
             record.last_used_ip,
             None,  # a new token has one secret
+            record.rate_limit,
             record.name.lower(),
             digest,
         )
@@ -251,17 +265,25 @@ class PostgresStore:
         self, token_id: str, permissions: frozenset[str]
     ) -> TokenRecord | None:
         """Replace a token's permissions; the updated record, or None if no such token."""
+        return await self.update_token(token_id, TokenChange(permissions=permissions))
+
+    async def update_token(self, token_id: str, change: TokenChange) -> TokenRecord | None:
+        """Apply ``change`` in one transaction, logging the token's digests as changes; the
+        updated record, or None if no such token. A change of nothing writes nothing."""
+        params = Params(_mark)
+        sets = assignments(change, params, permissions=sorted)
+        where = f"WHERE id = {params.add(token_id)}"
+        if sets:
+            sql = f"UPDATE tokens SET {sets} {where} RETURNING digest, previous_digest, {COLUMNS}"  # noqa: S608 - fixed fragments only
+        else:
+            sql = f"SELECT {COLUMNS} FROM tokens {where}"  # noqa: S608 - fixed fragments only
 
         async def body(c: Connection) -> TokenRecord | None:
-            row = await c.fetchrow(
-                f"UPDATE tokens SET permissions = $2 WHERE id = $1"  # noqa: S608 - constant columns
-                f" RETURNING digest, previous_digest, {COLUMNS}",
-                token_id,
-                sorted(permissions),
-            )
+            row = await c.fetchrow(sql, *params.values)
             if row is None:
                 return None
-            await self._log_changes(c, token_id, row["digest"], row["previous_digest"])
+            if sets:
+                await self._log_changes(c, token_id, row["digest"], row["previous_digest"])
             return record_of(row)
 
         return await self._db.write(body)
@@ -327,6 +349,7 @@ class PostgresStore:
             )
             if found is None:
                 return None
+            await pg_usage.forget_token(c, token_id)
             await self._log_changes(c, token_id, found["digest"], found["previous_digest"])
             return as_blob(found["digest"])
 
@@ -344,6 +367,30 @@ class PostgresStore:
             " WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)"
         )
         await self._db.write(lambda c: c.executemany(sql, rows))
+
+    # -- usage counts and the store's own values ---------------------------------------------
+
+    async def add_usage(self, counts: Sequence[HourlyCount]) -> None:
+        """Add a batch of hourly counts in one statement, dropping unknown tokens' counts."""
+        rows = usage_rows(counts)
+        if rows:
+            await self._db.write(lambda c: pg_usage.add_counts(c, rows))
+
+    async def usage(self, token_id: str, start: int, end: int) -> list[HourlyCount]:
+        """The token's counts for ``start <= hour < end``, ordered by hour, then outcome."""
+        return await self._db.run(lambda c: pg_usage.read_counts(c, token_id, start, end))
+
+    async def prune_usage(self, before: int) -> int:
+        """Delete the counts of hours before ``before``; how many rows."""
+        return await self._db.write(lambda c: pg_usage.prune(c, before))
+
+    async def read_meta(self, name: str) -> str | None:
+        """A value the store keeps about itself, or None."""
+        return await self._db.run(lambda c: pg_usage.read_meta(c, name))
+
+    async def write_meta(self, name: str, value: str) -> None:
+        """Set a value the store keeps about itself, durably."""
+        await self._db.write(lambda c: pg_usage.write_meta(c, name, value))
 
     # -- change log ----------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The SQLite store's change log, which lets other processes sharing the file invalidate caches.
 
-``insert``, ``update_permissions``, ``replace_digest``, ``end_grace`` and ``delete`` call
+``insert``, ``update_token``, ``replace_digest``, ``end_grace`` and ``delete`` call
 :func:`log_change` in their own transaction, once for each digest of the token that the
 change touches (a previous secret kept in a grace included). Pollers read :func:`latest` once, then
 :func:`changes_after` with the last high-water mark; rows older than the retention are pruned,

@@ -54,6 +54,20 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE tokens ADD COLUMN grace_ends_at REAL",
         "CREATE UNIQUE INDEX tokens_previous_digest ON tokens (previous_digest)",
     ),
+    # 3: per-token rate limits, hourly usage counts, and values the store keeps about
+    # itself (the key's check value); the hour index serves pruning
+    (
+        "ALTER TABLE tokens ADD COLUMN rate_limit TEXT",
+        """CREATE TABLE token_usage (
+            token_id TEXT NOT NULL,
+            hour INTEGER NOT NULL,
+            outcome TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (token_id, hour, outcome)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX token_usage_hour ON token_usage (hour)",
+        "CREATE TABLE authsvc_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    ),
 )
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
@@ -170,7 +184,7 @@ def record_of(row: Sequence[Any], path: str, *, via_previous: bool = False) -> T
     as found by its previous secret when ``via_previous``; unreadable permissions raise
     :class:`~authsvc.store.StoreUnavailable` naming ``path``."""
     token_id, name, permissions, ip_filter, created_at, expires_at, created_by, *rest = row
-    last_used_at, last_used_ip, grace_ends_at = rest
+    last_used_at, last_used_ip, grace_ends_at, rate_limit = rest
     try:
         names = json.loads(permissions)
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -191,4 +205,5 @@ def record_of(row: Sequence[Any], path: str, *, via_previous: bool = False) -> T
         last_used_ip=None if last_used_ip is None else str(last_used_ip),
         grace_ends_at=_optional_float(grace_ends_at),
         via_previous=via_previous,
+        rate_limit=None if rate_limit is None else sys.intern(str(rate_limit)),
     )

@@ -10,6 +10,8 @@ Listing: ``name_contains`` and ordering by name are case-insensitive for all of 
 (``str.lower``, not SQLite's ASCII-only ``NOCASE``); names differing only in case then sort by
 code point. ``order="desc"`` is the exact reverse of ``"asc"``, tie-breaks included.
 
+Usage counts and the store's own values: :mod:`authsvc.store.sqlite.usage`.
+
 Beyond :class:`~authsvc.store.TokenStore`, a change log lets other processes sharing the file
 invalidate their caches (:mod:`authsvc.store.sqlite.changes`): poll
 :meth:`SQLiteStore.changes_since` with the last high-water mark (start from
@@ -32,14 +34,25 @@ from authsvc.rules.tokens import TokenRecord
 from authsvc.store import (
     ChangeCallback,
     ChangesPruned,
+    HourlyCount,
     ListQuery,
     NameTaken,
     StoreError,
     StoreUnavailable,
+    TokenChange,
     Usage,
 )
-from authsvc.store.queries import COLUMNS, Params, conditions, count_columns, order_by
+from authsvc.store.queries import (
+    COLUMNS,
+    Params,
+    assignments,
+    conditions,
+    count_columns,
+    order_by,
+    usage_rows,
+)
 from authsvc.store.sqlite import changes as sqlite_changes
+from authsvc.store.sqlite import usage as sqlite_usage
 from authsvc.store.sqlite.schema import (
     SCHEMA_VERSION,
     connect,
@@ -232,7 +245,8 @@ class SQLiteStore:
             if c.execute("SELECT 1 FROM tokens WHERE id = ?", (record.id,)).fetchone():
                 raise StoreError(f"a token with id {record.id} already exists")
             c.execute(
-                f"INSERT INTO tokens ({COLUMNS}, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
+                f"INSERT INTO tokens ({COLUMNS}, digest)"  # noqa: S608 - constant columns
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.id,
                     record.name,
@@ -244,6 +258,7 @@ class SQLiteStore:
                     record.last_used_at,
                     record.last_used_ip,
                     None,  # a new token has one secret
+                    record.rate_limit,
                     digest,
                 ),
             )
@@ -255,16 +270,22 @@ class SQLiteStore:
         self, token_id: str, permissions: frozenset[str]
     ) -> TokenRecord | None:
         """Replace a token's permissions; the updated record, or None if no such token."""
+        return await self.update_token(token_id, TokenChange(permissions=permissions))
+
+    async def update_token(self, token_id: str, change: TokenChange) -> TokenRecord | None:
+        """Apply ``change`` in one transaction, logging the token's digests as changes; the
+        updated record, or None if no such token. A change of nothing writes nothing."""
+        params = Params(_mark)
+        sets = assignments(change, params, permissions=lambda p: json.dumps(sorted(p)))
+        sql = f"UPDATE tokens SET {sets} WHERE id = {params.add(token_id)}"  # noqa: S608 - fixed fragments only
 
         def body(c: sqlite3.Connection) -> TokenRecord | None:
             digests = self._digests(c, token_id)
             if digests is None:
                 return None
-            c.execute(
-                "UPDATE tokens SET permissions = ? WHERE id = ?",
-                (json.dumps(sorted(permissions)), token_id),
-            )
-            self._log_changes(c, token_id, *digests)
+            if sets:
+                c.execute(sql, params.values)
+                self._log_changes(c, token_id, *digests)
             return self._one(c, _SELECT_BY_ID, token_id)
 
         return await self._run(lambda c: transaction(c, body))
@@ -323,6 +344,7 @@ class SQLiteStore:
             if digests is None or digest not in (None, digests[0]):
                 return None
             c.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+            sqlite_usage.forget_token(c, token_id)
             self._log_changes(c, token_id, *digests)
             return digests[0]
 
@@ -338,6 +360,30 @@ class SQLiteStore:
             " WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)"
         )
         await self._run(lambda c: transaction(c, lambda t: t.executemany(sql, rows)))
+
+    # -- usage counts and the store's own values ---------------------------------------------
+
+    async def add_usage(self, counts: Sequence[HourlyCount]) -> None:
+        """Add a batch of hourly counts in one transaction, dropping unknown tokens' counts."""
+        rows = usage_rows(counts)
+        if rows:
+            await self._run(lambda c: transaction(c, lambda t: sqlite_usage.add_counts(t, rows)))
+
+    async def usage(self, token_id: str, start: int, end: int) -> list[HourlyCount]:
+        """The token's counts for ``start <= hour < end``, ordered by hour, then outcome."""
+        return await self._run(lambda c: sqlite_usage.read_counts(c, token_id, start, end))
+
+    async def prune_usage(self, before: int) -> int:
+        """Delete the counts of hours before ``before``; how many rows."""
+        return await self._run(lambda c: transaction(c, lambda t: sqlite_usage.prune(t, before)))
+
+    async def read_meta(self, name: str) -> str | None:
+        """A value the store keeps about itself, or None."""
+        return await self._run(lambda c: sqlite_usage.read_meta(c, name))
+
+    async def write_meta(self, name: str, value: str) -> None:
+        """Set a value the store keeps about itself, durably."""
+        await self._run(lambda c: transaction(c, lambda t: sqlite_usage.write_meta(t, name, value)))
 
     # -- change log ----------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@
 // - the forms offer only what the signed-in token can hand on (the server's delegation
 //   bounds); the server stays the authority, the page only narrows the choices.
 
+import { clearUsage, renderUsage, usageQuery } from "./usage.js";
+
 const STORAGE_KEY = "authsvc.adminToken";
 const API = "/admin/v1";
 const UNIT_SECONDS = { m: 60, h: 3600, d: 86400 };
@@ -39,6 +41,9 @@ const CHECK_LABELS = {
   ip_filter: "IP filter",
   permission: "Permission",
 };
+// A rate limit as the API writes it (600/m): a whole number, "/", and s, m or h.
+const RATE_SHAPE = /^([1-9][0-9]{0,11})\/([smh])$/;
+const RATE_SECONDS = { s: 1, m: 60, h: 3600 };
 const MANAGE = "ManageOrganizationTokens";
 const VIEW = "ViewOrganizationTokens";
 
@@ -57,6 +62,7 @@ const state = {
   listSeq: 0,
   details: null,
   explainSeq: 0, // answers of "Test access" for an earlier request or token are dropped
+  usageSeq: 0, // likewise for the usage chart of a token no longer shown
 };
 
 // ---------------------------------------------------------------------------------------
@@ -342,6 +348,9 @@ function renderPolicySummary() {
   parts.push(policy.allow_permission_updates
     ? "permissions can be changed after creation"
     : "permissions cannot be changed after creation");
+  parts.push(policy.max_rate_limit
+    ? `rate limit required, at most ${policy.max_rate_limit}`
+    : "rate limit optional");
   $("policy-summary").textContent = `Security policy: ${parts.join(" · ")}.`;
 }
 
@@ -490,6 +499,9 @@ function renderTokens(tokens) {
     if (previous !== null) {
       statusCell.append(element("span", "sub", `previous secret works until ${formatDate(previous)}`));
     }
+    if (token.rate_limit) {
+      statusCell.append(element("span", "sub", `rate limit ${token.rate_limit}`));
+    }
 
     const usedCell = element("td");
     if (token.last_used_at) {
@@ -550,7 +562,7 @@ function emptyListMessage(list) {
 // The create dialog
 
 // The create request's body keys, each shown next to its own control.
-const CREATE_BODY_KEYS = ["name", "permissions", "ip_filter", "expires_in"];
+const CREATE_BODY_KEYS = ["name", "permissions", "ip_filter", "expires_in", "rate_limit"];
 
 /** The error text and controls of the create form's `field` (a body key), or null
  * when the form has no control for it. */
@@ -567,6 +579,8 @@ function createFieldParts(field) {
       return { error: $("new-ip-filter-error"), controls: [$("new-ip-filter")] };
     case "expires_in":
       return { error: $("new-expiry-error"), controls: [$("new-expiry-amount")] };
+    case "rate_limit":
+      return { error: $("new-rate-limit-error"), controls: [$("new-rate-limit")] };
     default:
       return null;
   }
@@ -662,6 +676,45 @@ function renderCreateForm() {
   $("no-expiry-choice").hidden = expiryRequired();
   $("new-no-expiry").checked = false;
   updateExpiryHint();
+  $("new-rate-limit").value = "";
+  $("new-rate-limit-hint").textContent = rateLimitHint();
+}
+
+/** Requests per second of a limit as written (120/m: 2), or null when it is not one. */
+function perSecond(text) {
+  const match = RATE_SHAPE.exec(text || "");
+  return match ? Number(match[1]) / RATE_SECONDS[match[2]] : null;
+}
+
+/** What bounds a new token's rate limit: the policy's maximum and the signed-in token's
+ * own limit (the server's delegation bound). */
+function rateLimitHint() {
+  const parts = [];
+  const max = state.policy.max_rate_limit;
+  const own = state.self.rate_limit;
+  if (max) {
+    parts.push(`Required by the security policy: at most ${max}.`);
+  }
+  if (own) {
+    parts.push(`Your token is limited to ${own}: a token it creates needs a limit no higher.`);
+  }
+  if (!max && !own) {
+    parts.push("Optional: empty means no limit.");
+  }
+  parts.push("Requests per second (s), minute (m) or hour (h), for example 600/m.");
+  return parts.join(" ");
+}
+
+/** The limit `token` is held to, as the server applies it: its own, or the policy's
+ * maximum when that is lower (or the token has none). */
+function rateLimitText(token) {
+  const own = token.rate_limit;
+  const max = state.policy.max_rate_limit;
+  if (max && (!own || perSecond(max) < perSecond(own))) {
+    const note = `the policy's maximum ${max} applies`;
+    return own ? `${own} (${note})` : `None set (${note})`;
+  }
+  return own || "None";
 }
 
 /** An expiry is required by the policy's maximum lifetime or by the token's own expiry. */
@@ -754,7 +807,9 @@ function createBody() {
     return null;
   }
   // A fixed filter (enforced, or the signed-in token's own) is applied by the server.
-  return { name, permissions, expires_in: expiresIn, ip_filter: ipFilter };
+  // The rate limit's syntax and bounds are the server's to judge (shown by the field).
+  const rateLimit = $("new-rate-limit").value.trim() || null;
+  return { name, permissions, expires_in: expiresIn, ip_filter: ipFilter, rate_limit: rateLimit };
 }
 
 async function openCreate() {
@@ -898,6 +953,7 @@ function renderDetails(token) {
   fact(facts, "IP filter", element("span", "", filter.name
     ? `${filter.name}${filter.note ? ` (${filter.note})` : ""}`
     : "None: any address"));
+  fact(facts, "Rate limit", element("span", "", rateLimitText(token)));
   const used = token.last_used_at ? Date.parse(token.last_used_at) : null;
   const from = token.last_used_ip ? ` from ${token.last_used_ip}` : "";
   fact(facts, "Last used", used === null
@@ -934,7 +990,73 @@ function renderDetails(token) {
   $("reset-secret").disabled = beyond !== null;
   showMessage($("reset-secret-hint"), beyond && `Your token cannot reset this secret: ${beyond}.`);
   $("delete-token").hidden = !canWrite();
+  renderRateLimitForm(token, canWrite() && missing.length === 0);
   resetExplain();
+}
+
+/** The rate limit's edit form: offered only when the signed-in token can change `token`. */
+function renderRateLimitForm(token, editable) {
+  $("rate-limit-form").hidden = !editable;
+  $("details-rate-limit").value = token.rate_limit || "";
+  $("details-rate-limit-hint").textContent = `${rateLimitHint()} Changes take effect at once.`;
+  setFieldError($("details-rate-limit-error"), [$("details-rate-limit")], "");
+}
+
+async function saveRateLimit(event) {
+  event.preventDefault();
+  const token = state.details;
+  const input = $("details-rate-limit");
+  const error = $("details-rate-limit-error");
+  setFieldError(error, [input], "");
+  const rateLimit = input.value.trim() || null;
+  let updated;
+  try {
+    const path = `/tokens/${encodeURIComponent(token.id)}`;
+    updated = await api("PATCH", path, { rate_limit: rateLimit });
+  } catch (failure) {
+    showDialogFailure(failure, $("details-error"), (field, message) => {
+      if (field !== "rate_limit") {
+        return false;
+      }
+      setFieldError(error, [input], message);
+      input.focus();
+      return true;
+    });
+    return;
+  }
+  state.details = updated;
+  renderDetails(updated);
+  $("notice").textContent = updated.rate_limit
+    ? `Set the rate limit of “${updated.name}” to ${updated.rate_limit}.`
+    : `Removed the rate limit of “${updated.name}”.`;
+  await loadTokens();
+}
+
+/** The usage chart of `token` (GET /tokens/{id}/usage), drawn once it arrives; an answer
+ * for a token no longer shown is dropped. */
+async function loadUsage(token) {
+  const seq = ++state.usageSeq;
+  const chart = $("usage-chart");
+  const summary = $("usage-summary");
+  clearUsage(chart, summary, "Loading the requests of the last 7 days…");
+  const now = Date.now();
+  let answer;
+  try {
+    answer = await api("GET", `/tokens/${encodeURIComponent(token.id)}/usage?${usageQuery(now)}`);
+  } catch (failure) {
+    if (seq !== state.usageSeq) {
+      return;
+    }
+    if (failure instanceof ApiFailure && failure.status === 401) {
+      reportFailure(failure);
+      return;
+    }
+    clearUsage(chart, summary, `The requests could not be loaded. ${describeFailure(failure)}`);
+    return;
+  }
+  if (seq === state.usageSeq) {
+    renderUsage(chart, summary, answer.hours, now);
+  }
 }
 
 async function openDetails(tokenId) {
@@ -952,6 +1074,7 @@ async function openDetails(tokenId) {
   renderDetails(token);
   $("details-dialog").showModal();
   $("details-close").focus();
+  await loadUsage(token);
 }
 
 async function savePermissions(event) {
@@ -1343,6 +1466,7 @@ function wire() {
   $("secret-dialog").addEventListener("close", forgetSecret);
 
   $("details-form").addEventListener("submit", savePermissions);
+  $("rate-limit-form").addEventListener("submit", saveRateLimit);
   $("details-close").addEventListener("click", () => closeDialog($("details-dialog")));
   $("reset-secret").addEventListener("click", resetSecret);
   $("rotate-form").addEventListener("submit", submitRotate);

@@ -1,0 +1,196 @@
+"""``restore --replay-audit FILE``: re-apply what the audit log recorded after a backup, so
+that a restore never brings a revoked secret back (SPEC §13).
+
+Records from the second the backup began on are applied in the file's order; a record
+is written after its change commits, so every change missing from the snapshot is among
+them. The few of that second that the snapshot already holds are harmless to apply again
+(a delete finds nothing, an update sets the same values), except a rotation, whose token
+is then deleted although its new secret was saved: the safe side.
+
+- ``token.delete`` and ``token.revoke_leaked`` of a current secret: the token is deleted;
+- ``token.rotate``: the token is deleted (its new secret is in no backup: issue a new one);
+- ``token.revoke_leaked`` of a previous secret still in its grace in the restored store:
+  the token is deleted too, because a previous secret cannot be ended without its digest,
+  which no record holds (failing closed: a leaked secret must not work again);
+- ``token.update``: its permissions and rate limit (whichever it changed) are set again;
+- ``token.create``: a token made after the backup is lost (its digest is in no backup),
+  unless it was deleted afterwards anyway;
+- ``token.grace_ended``: a previous secret whose grace ended by first use after the backup
+  works again until its grace's end; it is reported, so the operator can rotate.
+
+Writes go straight to the store (not through TokenService, which would audit each again);
+the restore is audited once, with the counts. A line that is not a readable record is
+counted and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from authsvc.rules.tokens import is_token_id
+from authsvc.store import KEEP, Keep, TokenChange, TokenStore
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # the audit log's (rules.durations.rfc3339)
+
+
+@dataclass(slots=True)
+class ReplayReport:
+    """What the replay did, token ids in the order first met."""
+
+    deleted: list[str] = field(default_factory=list)
+    rotated: list[str] = field(default_factory=list)  # deleted: rotated after the backup
+    leaked_previous: list[str] = field(default_factory=list)  # deleted: see the module
+    updated: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # created after the backup, still meant to exist
+    graces_back: list[str] = field(default_factory=list)
+    applied: int = 0  # records after the backup that named a token change
+    unreadable: list[int] = field(default_factory=list)  # line numbers
+
+    def counts(self) -> dict[str, int]:
+        """The numbers the ``store.restore`` audit record carries."""
+        return {
+            "records_applied": self.applied,
+            "deleted": len(self.deleted),
+            "rotated_deleted": len(self.rotated),
+            "leaked_previous_deleted": len(self.leaked_previous),
+            "updated": len(self.updated),
+            "lost": len(self.lost),
+            "graces_back": len(self.graces_back),
+            "unreadable_lines": len(self.unreadable),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    action: str
+    target: str
+    details: dict[str, Any]
+
+
+class _Unreadable(Exception):
+    """This line is not an audit record this replay can read."""
+
+
+async def replay_audit(
+    store: TokenStore, path: Path, since: float, *, now: Callable[[], float]
+) -> ReplayReport:
+    """Apply the records of the audit log at ``path`` from ``since`` (epoch seconds, the
+    backup's start) on to the opened ``store``. Raises OSError if the file cannot be read."""
+    report = ReplayReport()
+    created: list[str] = []
+    cutoff = math.floor(since)  # the log has whole seconds
+    for number, line in _lines(path):
+        try:
+            record = _parse(line, cutoff)
+        except _Unreadable:
+            report.unreadable.append(number)
+            continue
+        if record is None:
+            continue
+        try:
+            applied = await _apply(store, record, report, created, now())
+        except _Unreadable:
+            report.unreadable.append(number)
+            continue
+        report.applied += applied
+    for token_id in created:
+        if await store.get(token_id) is None:
+            report.lost.append(token_id)
+    return report
+
+
+async def _apply(
+    store: TokenStore, record: _Record, report: ReplayReport, created: list[str], now: float
+) -> bool:
+    """Apply one record; whether it was a token change."""
+    target = record.target
+    if record.action == "token.create":
+        _add(created, target)
+    elif record.action == "token.delete" or (
+        record.action == "token.revoke_leaked"
+        and record.details.get("revoked") != "previous_secret"
+    ):
+        if await store.delete(target) is not None:
+            _add(report.deleted, target)
+        _drop(created, target)  # gone anyway: not lost
+    elif record.action == "token.rotate":
+        if await store.delete(target) is not None:
+            _add(report.rotated, target)
+    elif record.action == "token.revoke_leaked":
+        if await _in_grace(store, target, now) and await store.delete(target) is not None:
+            _add(report.leaked_previous, target)
+    elif record.action == "token.update":
+        if await store.update_token(target, _change(record.details)) is not None:
+            _add(report.updated, target)
+    elif record.action == "token.grace_ended":
+        if await _in_grace(store, target, now):
+            _add(report.graces_back, target)
+    else:
+        return False  # token.* actions this replay has nothing to do for
+    return True
+
+
+async def _in_grace(store: TokenStore, token_id: str, now: float) -> bool:
+    record = await store.get(token_id)
+    return record is not None and record.grace_ends_at is not None and record.grace_ends_at > now
+
+
+def _change(details: dict[str, Any]) -> TokenChange:
+    """The values a ``token.update`` record set (those it did not change are kept)."""
+    permissions: frozenset[str] | Keep = KEEP
+    rate_limit: str | Keep | None = KEEP
+    if "permissions" in details:
+        listed = details["permissions"]
+        if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+            raise _Unreadable
+        permissions = frozenset(listed)
+    if "rate_limit" in details:
+        limit = details["rate_limit"]
+        if limit is not None and not isinstance(limit, str):
+            raise _Unreadable
+        rate_limit = limit
+    if isinstance(permissions, Keep) and isinstance(rate_limit, Keep):
+        raise _Unreadable
+    return TokenChange(permissions=permissions, rate_limit=rate_limit)
+
+
+def _parse(line: bytes, cutoff: float) -> _Record | None:
+    """The token record on ``line`` if it is from ``cutoff`` on; None for other records."""
+    try:
+        entry = json.loads(line)
+        when = datetime.strptime(entry["time"], _TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+        action = entry["action"]
+    except (ValueError, TypeError, KeyError):  # bad JSON, not an object, a field missing
+        raise _Unreadable from None
+    if not isinstance(action, str):
+        raise _Unreadable
+    if when < cutoff or not action.startswith("token."):
+        return None
+    target, details = entry.get("target"), entry.get("details", {})
+    if not isinstance(target, str) or not is_token_id(target) or not isinstance(details, dict):
+        raise _Unreadable
+    return _Record(action, target, details)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, content) of each non-blank line."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                yield number, line
+
+
+def _add(ids: list[str], token_id: str) -> None:
+    if token_id not in ids:
+        ids.append(token_id)
+
+
+def _drop(ids: list[str], token_id: str) -> None:
+    if token_id in ids:
+        ids.remove(token_id)

@@ -1,0 +1,333 @@
+"""``rate_limits.scope: cluster``: one token bucket per token, shared through Redis.
+
+**The scheme.** Each token's bucket lives in Redis (``authsvc:ratelimit:<token id>``, a
+hash with a TTL: it vanishes once it would be full again, and a missing key *is* a full
+bucket). One Lua script refills it using Redis' own ``TIME``, so the clocks of the hosts
+never matter, and grants *leases*: an instance takes a share of the bucket —
+``max(1, count // 10)`` tokens, never more than the bucket holds — and allows requests
+from it locally, with no round trip. When its lease is spent the instance asks again: one
+awaited round trip, shared by every request of that token waiting on this instance at the
+time. A lease lives :data:`LEASE_SECONDS`. What a lease left unused goes back to the
+bucket: expired leases through a background sync every :data:`SYNC_INTERVAL` (pipelined,
+one round trip for all of them), the rest of a lease replaced early (a limit change) with
+the request for the new one, and every share still held when the limiter stops. When the
+script grants nothing, the instance remembers the denial until one token will have
+refilled, but at most :data:`LEASE_SECONDS`, so a client hammering a spent token costs no
+round trip per request.
+
+**Accuracy.** Every request allowed anywhere spent a token of the one shared bucket, so
+the total over all instances **never exceeds the limit** (the spec allows exceeding it by
+what the instances allow within one sync interval; this scheme needs none of that
+allowance). It is stricter in two ways, both short: a request may be refused while up to
+``(instances - 1) × lease`` tokens sit unused in other instances' leases, for at most
+:data:`LEASE_SECONDS` plus one sync interval (0.15 s); and a remembered denial may outlive
+a give-back elsewhere by up to :data:`LEASE_SECONDS`. A lease lost rather than given back
+(an outage, a crash) only makes the limit stricter until the bucket refills. Cost: a token
+used slowly costs one round trip per request, plus one shared give-back; a busy one, one
+round trip per lease.
+
+**Redis down.** Every call has a short timeout (:data:`REDIS_TIMEOUT`) and is never
+retried: the first failure switches the instance to *fallback*, where it counts alone
+(the instance scope, in memory: with N instances up to N times the limit in total), says
+so once in the log, sets the gauge ``authsvc_ratelimit_fallback`` to 1 and names it in
+``/readyz``. Requests are never refused because Redis is down, and only those already
+waiting on Redis at the failure waited for it (at most :data:`REDIS_TIMEOUT`). A probe
+every :data:`PROBE_INTERVAL` notices Redis back and the shared count resumes, from the
+shared buckets as they were (with fresh local buckets for the next outage). The probe runs
+between :meth:`ClusterRateLimiter.start` and ``stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from authsvc.config.rate_limits import display_redis_url
+from authsvc.service.background import Background
+from authsvc.service.ratelimit import EPSILON, InstanceRateLimiter, Verdict, verdict
+
+if TYPE_CHECKING:
+    from authsvc.rules.ratelimit import RateLimit
+    from authsvc.service.metrics import Metrics
+
+log = logging.getLogger("authsvc.ratelimit")
+
+KEY_PREFIX = "authsvc:ratelimit:"
+#: How long an instance may hold a share of a bucket before giving back what is unused.
+LEASE_SECONDS = 0.1
+#: How often expired leases are given back (and, in fallback, how often to check on Redis).
+SYNC_INTERVAL = 0.05
+#: Seconds between two pings of an unreachable Redis.
+PROBE_INTERVAL = 0.5
+#: Seconds any one Redis call may take before the instance counts alone.
+REDIS_TIMEOUT = 0.25
+#: A lease is this fraction of the bucket's capacity (at least one token).
+LEASE_DIVISOR = 10
+#: Lease rounds one request may wait through (each one grants someone a token or decides
+#: a denial, so this is only reached if the token's limit flips back and forth meanwhile).
+_MAX_ROUNDS = 50
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+#: KEYS[1]: the bucket. ARGV: count, per (seconds), tokens wanted, tokens given back.
+#: Returns {tokens granted, the level left in the bucket as a string}. The time of the last
+#: update is kept as TIME's two integers: a float would lose sub-millisecond precision.
+_SCRIPT = """
+local t = redis.call('TIME')
+local count = tonumber(ARGV[1])
+local rate = count / tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 'level', 'sec', 'usec')
+local level = tonumber(state[1]) or count
+local sec, usec = tonumber(t[1]), tonumber(t[2])
+if state[2] then
+  local elapsed = (sec - tonumber(state[2])) + (usec - tonumber(state[3])) / 1000000
+  if elapsed > 0 then
+    level = level + elapsed * rate
+  else
+    sec, usec = tonumber(state[2]), tonumber(state[3])
+  end
+end
+level = math.min(count, level + tonumber(ARGV[4]))
+local granted = math.max(0, math.min(tonumber(ARGV[3]), math.floor(level + 1e-9)))
+level = level - granted
+if level >= count then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], 'level', string.format('%.17g', level), 'sec', sec, 'usec', usec)
+  redis.call('PEXPIRE', KEYS[1], math.ceil((count - level) / rate * 1000) + 1000)
+end
+return {granted, string.format('%.17g', level)}
+"""
+
+
+@dataclass(slots=True)
+class Lease:
+    """This instance's share of a token's bucket, or a remembered denial (``left`` 0,
+    ``denied``), valid until ``expires_at`` (this instance's monotonic clock)."""
+
+    limit: RateLimit
+    left: int  # tokens granted and not yet spent
+    shared_level: float  # what the bucket in Redis held right after the grant
+    granted_at: float
+    expires_at: float
+    denied: bool
+
+    def shared_level_at(self, now: float) -> float:
+        """The shared bucket's level by now, as far as this instance can tell."""
+        refilled = (now - self.granted_at) * self.limit.count / self.limit.per
+        return min(float(self.limit.count), self.shared_level + refilled)
+
+
+def lease_size(limit: RateLimit) -> int:
+    return max(1, limit.count // LEASE_DIVISOR)
+
+
+class ClusterRateLimiter:
+    """Token buckets shared by every instance through Redis (see the module's docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        timeout: float = REDIS_TIMEOUT,
+    ) -> None:
+        self._display = display_redis_url(url)
+        self._metrics = metrics
+        self._clock = clock
+        self._timeout = timeout
+        self._client = Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # a retry is a request kept waiting: count alone
+        )
+        self._script = self._client.register_script(_SCRIPT)
+        self._alone = InstanceRateLimiter(clock)
+        self._leases: dict[str, Lease] = {}
+        self._expiring: deque[tuple[str, Lease]] = deque()  # leases in order of expiry
+        self._pending: dict[str, asyncio.Task[None]] = {}
+        self._fallback = False
+        self._next_probe = 0.0
+        self._loop = Background("authsvc-ratelimit-sync", self._sync_forever)
+
+    @property
+    def fallback(self) -> bool:
+        return self._fallback
+
+    def try_take(self, token_id: str, limit: RateLimit) -> Verdict | None:
+        if self._fallback:
+            return self._alone.try_take(token_id, limit)
+        lease = self._leases.get(token_id)
+        if lease is None:
+            return None
+        now = self._clock()
+        if now >= lease.expires_at or (lease.limit is not limit and lease.limit != limit):
+            return None
+        if lease.left > 0:
+            lease.left -= 1
+            return verdict(limit, lease.shared_level_at(now) + lease.left, True)
+        if lease.denied:
+            return verdict(limit, lease.shared_level_at(now), False)
+        return None  # spent: ask for another lease
+
+    async def take(self, token_id: str, limit: RateLimit) -> Verdict:
+        for _ in range(_MAX_ROUNDS):
+            found = self.try_take(token_id, limit)
+            if found is not None:
+                return found
+            task = self._pending.get(token_id)
+            if task is None:
+                task = asyncio.create_task(self._acquire(token_id, limit))
+                self._pending[token_id] = task
+            # Shielded: a request that goes away must not cancel the others' round trip.
+            await asyncio.shield(task)
+        log.warning("rate limit of token %s: no stable lease; counted alone", token_id)
+        return self._alone.try_take(token_id, limit)
+
+    async def peek(self, token_id: str, limit: RateLimit) -> Verdict:
+        """The shared bucket as it stands, taking nothing: this instance's lease when it
+        holds a live one, else the script asked for nothing (counting alone if Redis fails)."""
+        if self._fallback:
+            return self._alone.level_verdict(token_id, limit)
+        now = self._clock()
+        lease = self._leases.get(token_id)
+        if lease is not None and now < lease.expires_at and lease.limit == limit:
+            level = lease.shared_level_at(now) + lease.left
+            return verdict(limit, level, level + EPSILON >= 1.0)
+        try:
+            async with asyncio.timeout(self._timeout):
+                _, shared = await self._script(
+                    keys=[KEY_PREFIX + token_id], args=[limit.count, limit.per, 0, 0]
+                )
+        except _FAILURES as error:
+            self._failed(error)
+            return self._alone.level_verdict(token_id, limit)
+        level = float(shared)
+        return verdict(limit, level, level + EPSILON >= 1.0)
+
+    async def _acquire(self, token_id: str, limit: RateLimit) -> None:
+        """Ask Redis for a lease on ``token_id``'s bucket, handing back the old one's rest."""
+        try:
+            old = self._leases.pop(token_id, None)
+            returned = old.left if old is not None else 0
+            try:
+                async with asyncio.timeout(self._timeout):
+                    granted, level = await self._script(
+                        keys=[KEY_PREFIX + token_id],
+                        args=[limit.count, limit.per, lease_size(limit), returned],
+                    )
+            except _FAILURES as error:
+                self._failed(error)
+                return
+            now = self._clock()
+            granted, shared_level = int(granted), float(level)
+            if granted > 0:
+                lease = Lease(limit, granted, shared_level, now, now + LEASE_SECONDS, False)
+            else:
+                until_one = (1.0 - shared_level) * limit.per / limit.count
+                expires = now + max(0.0, min(until_one, LEASE_SECONDS))
+                lease = Lease(limit, 0, shared_level, now, expires, True)
+            self._leases[token_id] = lease
+            self._expiring.append((token_id, lease))
+        finally:
+            self._pending.pop(token_id, None)
+
+    async def give_back_expired(self) -> None:
+        """Give back to Redis what the expired leases left unused (one pipelined trip)."""
+        now = self._clock()
+        expiring = self._expiring
+        returns: list[tuple[str, Lease]] = []
+        # Grants all live LEASE_SECONDS, so the queue is in order of expiry; a shorter-lived
+        # denial behind one leaves the queue a little late, which changes nothing.
+        while expiring and expiring[0][1].expires_at <= now:
+            token_id, lease = expiring.popleft()
+            if self._leases.get(token_id) is lease:
+                del self._leases[token_id]
+                if lease.left > 0:
+                    returns.append((token_id, lease))
+        await self._give_back(returns)
+
+    async def _give_back(self, returns: list[tuple[str, Lease]]) -> None:
+        if not returns:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for token_id, lease in returns:
+            limit = lease.limit
+            await self._script(
+                keys=[KEY_PREFIX + token_id],
+                args=[limit.count, limit.per, 0, lease.left],
+                client=pipe,
+            )
+        try:
+            async with asyncio.timeout(self._timeout):
+                await pipe.execute()
+        except _FAILURES as error:
+            self._failed(error)  # the tokens are lost: stricter until the buckets refill
+
+    def _failed(self, error: BaseException) -> None:
+        self._metrics.ratelimit_redis_errors.inc()
+        if self._fallback:
+            return
+        self._fallback = True
+        self._next_probe = self._clock() + PROBE_INTERVAL
+        self._metrics.ratelimit_fallback.set(1)
+        log.warning(
+            "rate limits: Redis at %s is unreachable (%s: %s); each instance counts alone "
+            "until it answers again",
+            self._display,
+            type(error).__name__,
+            error,
+        )
+
+    async def probe(self) -> bool:
+        """Ping Redis; back to the shared count when it answers. Whether it answered."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._client.ping()
+        except _FAILURES:
+            self._metrics.ratelimit_redis_errors.inc()
+            return False
+        if self._fallback:
+            self._fallback = False
+            self._metrics.ratelimit_fallback.set(0)
+            self._alone.clear()  # the next outage starts from full buckets, not stale ones
+            log.info("rate limits: Redis at %s answers again; counting shared", self._display)
+        return True
+
+    def start(self) -> None:
+        self._alone.start()
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+        await self._alone.stop()
+        await asyncio.gather(*self._pending.values(), return_exceptions=True)
+        if not self._fallback:  # hand back every share still held, so other instances get it
+            held = [(token_id, lease) for token_id, lease in self._leases.items() if lease.left]
+            await self._give_back(held)
+        self._leases.clear()
+        self._expiring.clear()
+        await self._client.aclose()
+
+    async def _sync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL)
+            try:
+                if not self._fallback:
+                    await self.give_back_expired()
+                elif self._clock() >= self._next_probe:
+                    self._next_probe = self._clock() + PROBE_INTERVAL
+                    await self.probe()
+            except Exception:  # a bug here must not end the sync: log it and go on
+                log.exception("unexpected error in the rate limit sync")

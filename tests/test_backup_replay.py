@@ -1,0 +1,171 @@
+"""``restore --replay-audit`` (SPEC §13) on both stores: what the audit log recorded after
+the backup is made again, so that no revoked secret works after a restore. Tokens deleted,
+rotated or revoked (current or previous secret) after the backup stay dead; permission and
+rate-limit changes are made again; tokens created after it are listed as lost; unreadable
+lines are counted, never fatal; the restore is audited once, with the counts."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from authsvc.backup.commands import restore_backup, take_backup
+from authsvc.backup.replay import ReplayReport
+from authsvc.config import Config
+from authsvc.rules.tokens import TokenRecord
+from authsvc.service.revocation import SECRET_HOLDER
+from authsvc.service.runtime import Runtime
+from tests.auth_client import auth_client
+from tests.factories import make_config
+from tests.stores import Backend
+from tests.test_backup import KEY, wipe
+from tests.webapp import ClientMaker, auth_status, mint
+
+CLI = "cli"
+
+
+class ShiftedClock:
+    """Wall time, shifted: the changes before the backup are recorded seconds before it
+    began, those after it seconds after (the audit log has whole seconds, and a record of
+    the backup's own second is replayed, on the safe side)."""
+
+    def __init__(self) -> None:
+        self.shift = -5.0
+
+    def __call__(self) -> float:
+        return time.time() + self.shift
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """The tokens of the scenario, each with what happened to it after the backup."""
+
+    kept: tuple[TokenRecord, str]
+    deleted: tuple[TokenRecord, str]
+    rotated: tuple[TokenRecord, str]
+    rotated_new_secret: str
+    leaked: tuple[TokenRecord, str]
+    graced: tuple[TokenRecord, str]  # rotated with a grace before the backup; this
+    graced_current: str  # previous secret was revoked as leaked after it
+    updated: tuple[TokenRecord, str]
+    lost: TokenRecord
+    created_and_deleted: TokenRecord
+
+
+@pytest.fixture
+def config(tmp_path: Path, store_url: str) -> Config:
+    return make_config(tmp_path, store=store_url, audit_log=str(tmp_path / "audit.log"))
+
+
+async def live_through(config: Config, folder: Path) -> Story:
+    """Tokens, a backup, then every kind of change the replay knows."""
+    clock = ShiftedClock()
+    runtime = await Runtime.open(config, environ=KEY, clock=clock)
+    service = runtime.service
+    try:
+        kept, deleted, rotated, leaked, graced, updated = [
+            await mint(runtime, "Reader") for _ in range(6)
+        ]
+        _, graced_current = await service.rotate(
+            actor=CLI, client=None, token_id=graced[0].id, grace="1h"
+        )
+        await take_backup(config, folder, KEY)
+        clock.shift = 5.0
+        await service.delete(actor=CLI, client=None, token_id=deleted[0].id)
+        _, new_secret = await service.rotate(actor=CLI, client=None, token_id=rotated[0].id)
+        await service.revoke_leaked(actor=SECRET_HOLDER, client=None, secret=leaked[1])
+        revoked = await service.revoke_leaked(actor=SECRET_HOLDER, client=None, secret=graced[1])
+        assert revoked == (graced[0].id, "previous_secret")
+        await service.update(
+            actor=CLI,
+            client=None,
+            token_id=updated[0].id,
+            permissions=["Reader", "Writer"],
+            rate_limit="60/m",
+        )
+        lost, _ = await mint(runtime, "Reader")
+        gone, _ = await mint(runtime, "Reader")
+        await service.delete(actor=CLI, client=None, token_id=gone.id)
+    finally:
+        await runtime.close()
+    return Story(
+        kept, deleted, rotated, new_secret, leaked, graced, graced_current, updated, lost, gone
+    )
+
+
+async def test_changes_after_the_backup_are_made_again(
+    backend: Backend, config: Config, tmp_path: Path, aiohttp_client: ClientMaker
+) -> None:
+    story = await live_through(config, tmp_path / "backup")
+    replayed = tmp_path / "replayed.log"
+    lines = config.audit_log.read_text()
+    garbage = 'not json\n[1, 2]\n{"time": "yesterday", "action": "token.delete"}\n'
+    bad_update = {
+        "time": "2999-01-01T00:00:00Z",
+        "action": "token.update",
+        "target": story.kept[0].id,
+        "details": {"permissions": "Writer"},  # not a list
+    }
+    replayed.write_text(garbage + lines + json.dumps(bad_update) + "\n")
+    await wipe(backend, config)
+
+    restored = await restore_backup(config, tmp_path / "backup", replay=replayed, environ=KEY)
+
+    report = restored.replay
+    assert isinstance(report, ReplayReport)
+    assert report.deleted == [story.deleted[0].id, story.leaked[0].id]
+    assert report.rotated == [story.rotated[0].id]
+    # a previous secret cannot be ended without its digest: the whole token goes
+    assert report.leaked_previous == [story.graced[0].id]
+    assert report.updated == [story.updated[0].id]
+    assert report.lost == [story.lost.id]
+    assert report.unreadable == [1, 2, 3, len(garbage.splitlines()) + len(lines.splitlines()) + 1]
+
+    runtime = await Runtime.open(config, environ=KEY)
+    try:
+        client = await auth_client(aiohttp_client, runtime)
+        dead = [
+            story.deleted[1],
+            story.rotated[1],
+            story.rotated_new_secret,
+            story.leaked[1],
+            story.graced[1],
+            story.graced_current,
+        ]
+        assert [await auth_status(client, secret) for secret in dead] == [401] * len(dead)
+        assert await auth_status(client, story.kept[1]) == 200
+        assert await auth_status(client, story.updated[1]) == 200
+        updated = await runtime.store.get(story.updated[0].id)
+    finally:
+        await runtime.close()
+    assert updated is not None
+    assert updated.permissions == {"Reader", "Writer"}
+    assert updated.rate_limit == "60/m"
+
+    entries = [json.loads(line) for line in config.audit_log.read_text().splitlines()]
+    restores = [entry for entry in entries if entry["action"] == "store.restore"]
+    assert len(restores) == 1
+    assert restores[0]["details"]["deleted"] == 2
+    assert restores[0]["details"]["rotated_deleted"] == 1
+    assert restores[0]["details"]["lost"] == 1
+    assert restores[0]["details"]["unreadable_lines"] == 4
+
+
+async def test_without_a_replay_the_backup_comes_back_as_it_was(
+    backend: Backend, config: Config, tmp_path: Path
+) -> None:
+    """The replay is what keeps revoked tokens dead: without it they are back (and the
+    command says so), which is why operations.md says to replay."""
+    story = await live_through(config, tmp_path / "backup")
+    await wipe(backend, config)
+    restored = await restore_backup(config, tmp_path / "backup", environ=KEY)
+    assert restored.replay is None
+    runtime = await Runtime.open(config, environ=KEY)
+    try:
+        assert await runtime.store.get(story.deleted[0].id) is not None
+    finally:
+        await runtime.close()
