@@ -48,9 +48,12 @@ def add_backup_parsers(commands: Any) -> None:
     restore.add_argument(
         "--replay-audit",
         type=Path,
+        action="append",
         metavar="FILE",
         help="re-apply the audit log's changes made after the backup: deleted, rotated "
-        "and revoked tokens stay dead, permission changes are made again",
+        "and revoked tokens stay dead, permission changes are made again; repeat it for "
+        "the logs of every host and the rotated files since the backup (applied in time "
+        "order)",
     )
 
 
@@ -96,7 +99,7 @@ def _print_backup(folder: Path, manifest: Manifest, config: Config) -> None:
     )
 
 
-def _print_restore(folder: Path, restored: Restored, replayed: Path | None) -> None:
+def _print_restore(folder: Path, restored: Restored, replayed: list[Path] | None) -> None:
     manifest = restored.manifest
     print(
         f"restored {restored.tokens} token(s) from {folder} "
@@ -112,7 +115,15 @@ def _print_restore(folder: Path, restored: Restored, replayed: Path | None) -> N
             "revocations) are undone; give --replay-audit with the audit log to make them again"
         )
         return
-    print(f"replayed {report.applied} change(s) recorded in {replayed} after the backup")
+    files = ", ".join(map(str, replayed))
+    print(f"replayed {report.applied} change(s) recorded in {files} after the backup")
+    if report.starts_after_backup:
+        print(
+            "  WARNING: no record in these files is older than the backup: the log may have "
+            "been rotated since, or another host's log is missing. Give every audit log "
+            "file written since the backup (--replay-audit once each), or changes made "
+            "between are undone"
+        )
     lines = (
         ("deleted (deleted or revoked after the backup)", report.deleted),
         (
@@ -133,4 +144,4 @@ def _print_restore(folder: Path, restored: Restored, replayed: Path | None) -> N
     if report.unreadable:
         shown = ", ".join(map(str, report.unreadable[:20]))
         more = " ..." if len(report.unreadable) > 20 else ""
-        print(f"  unreadable lines skipped: {len(report.unreadable)} (line {shown}{more})")
+        print(f"  unreadable lines skipped: {len(report.unreadable)} ({shown}{more})")

@@ -19,7 +19,8 @@ from authsvc.config import Config
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.key_check import KeyRefused, check_value
 from authsvc.service.runtime import Runtime
-from authsvc.store import ListQuery
+from authsvc.store import ListQuery, StoreUnavailable
+from authsvc.store.snapshots import SnapshotError
 from tests.auth_client import auth_client
 from tests.factories import make_config
 from tests.stores import Backend, PostgresBackend
@@ -225,3 +226,23 @@ class TestRestoreRefusals:
         (tmp_path / "backup").mkdir()
         with pytest.raises(BackupRefused, match=MANIFEST):
             await restore_backup(config, tmp_path / "backup", environ=KEY)
+
+
+async def test_a_replay_that_does_not_finish_says_the_store_is_not_safe(
+    backend: Backend, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The snapshot is in place when the replay fails (the store goes away mid-way): the
+    error must say that revoked tokens may work again and that serve must not start."""
+    await backed_up(config, tmp_path / "backup")
+    await wipe(backend, config)
+    audit = tmp_path / "audit.log"
+    audit.touch()
+
+    async def store_gone(*_: object, **__: object) -> None:
+        raise StoreUnavailable("connection lost")
+
+    monkeypatch.setattr("authsvc.backup.commands.replay_audit", store_gone)
+    with pytest.raises(SnapshotError) as caught:
+        await restore_backup(config, tmp_path / "backup", replay=[audit], environ=KEY)
+    assert "may work again" in str(caught.value)
+    assert "Do not start serve" in str(caught.value)

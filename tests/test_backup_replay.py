@@ -7,6 +7,7 @@ lines are counted, never fatal; the restore is audited once, with the counts."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from authsvc.backup.commands import restore_backup, take_backup
+from authsvc.backup.manifest import read_manifest
 from authsvc.backup.replay import ReplayReport
 from authsvc.config import Config
+from authsvc.rules.durations import rfc3339
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.revocation import SECRET_HOLDER
 from authsvc.service.runtime import Runtime
@@ -113,7 +116,7 @@ async def test_changes_after_the_backup_are_made_again(
     replayed.write_text(garbage + lines + json.dumps(bad_update) + "\n")
     await wipe(backend, config)
 
-    restored = await restore_backup(config, tmp_path / "backup", replay=replayed, environ=KEY)
+    restored = await restore_backup(config, tmp_path / "backup", replay=[replayed], environ=KEY)
 
     report = restored.replay
     assert isinstance(report, ReplayReport)
@@ -123,7 +126,9 @@ async def test_changes_after_the_backup_are_made_again(
     assert report.leaked_previous == [story.graced[0].id]
     assert report.updated == [story.updated[0].id]
     assert report.lost == [story.lost.id]
-    assert report.unreadable == [1, 2, 3, len(garbage.splitlines()) + len(lines.splitlines()) + 1]
+    last = len(garbage.splitlines()) + len(lines.splitlines()) + 1
+    assert report.unreadable == [f"{replayed}:{number}" for number in (1, 2, 3, last)]
+    assert not report.starts_after_backup
 
     runtime = await Runtime.open(config, environ=KEY)
     try:
@@ -169,3 +174,34 @@ async def test_without_a_replay_the_backup_comes_back_as_it_was(
         assert await runtime.store.get(story.deleted[0].id) is not None
     finally:
         await runtime.close()
+
+
+async def test_several_logs_are_applied_in_time_order(
+    backend: Backend, config: Config, tmp_path: Path
+) -> None:
+    """Two hosts' logs (here: the records before and after the backup, given in the wrong
+    order) replay as one log in time order; logs that start after the backup are flagged."""
+    story = await live_through(config, tmp_path / "backup")
+    backup_time = read_manifest(tmp_path / "backup").time
+    entries = config.audit_log.read_text().splitlines()
+    stamp = rfc3339(math.floor(backup_time))
+    before = [line for line in entries if json.loads(line)["time"] < stamp]
+    after = [line for line in entries if json.loads(line)["time"] >= stamp]
+    assert before
+    assert after
+    early, late = tmp_path / "host-a.log", tmp_path / "host-b.log"
+    early.write_text("\n".join(before) + "\n")
+    late.write_text("\n".join(after) + "\n")
+    await wipe(backend, config)
+
+    restored = await restore_backup(config, tmp_path / "backup", replay=[late, early], environ=KEY)
+    report = restored.replay
+    assert isinstance(report, ReplayReport)
+    assert not report.starts_after_backup
+    assert report.deleted == [story.deleted[0].id, story.leaked[0].id]
+    assert report.lost == [story.lost.id]
+
+    await wipe(backend, config)
+    alone = await restore_backup(config, tmp_path / "backup", replay=[late], environ=KEY)
+    assert isinstance(alone.replay, ReplayReport)
+    assert alone.replay.starts_after_backup  # nothing older than the backup: maybe rotated

@@ -165,3 +165,23 @@ def test_the_check_value_is_a_keyed_hash_of_a_label_never_the_key() -> None:
     assert value == check_value(bytes(range(32)))
     assert value != check_value(bytes(range(1, 33)))
     assert key.hex() not in value
+
+
+async def test_two_processes_on_an_empty_store_cannot_fill_it_with_two_keys(
+    config: Config, new_store: StoreFactory
+) -> None:
+    """Both open the empty store (each may use its key then); the first token records its
+    key in the insert's own transaction, and the other key's token is refused, unwritten,
+    instead of replacing the check value (which would leave tokens of two keys)."""
+    first = await Runtime.open(config, environ=KEY_A)
+    second = await Runtime.open(config, environ=KEY_B)
+    try:
+        await mint(first, "Reader")
+        with pytest.raises(KeyRefused, match="another key"):
+            await mint(second, "Reader")
+        await mint(first, "Reader")  # its own key keeps working
+    finally:
+        await first.close()
+        await second.close()
+    assert await stored_check(new_store) == check_value(b"a" * 40)
+    assert await token_count(new_store) == 2

@@ -18,6 +18,7 @@ import pytest
 
 from authsvc.store import ListQuery, NameTaken, StoreUnavailable
 from authsvc.store.postgres import migrations
+from authsvc.store.postgres.driver import display_name
 from authsvc.store.postgres.store import CHANNEL, PostgresStore
 from tests.factories import new_record
 from tests.pg import PgSchema, TcpProxy, with_address
@@ -95,6 +96,22 @@ class TestPostgresListing:
 
 class TestPostgresUnavailable:
     """Outages answer StoreUnavailable, write nothing half-way, and heal without a reopen."""
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "postgresql://authsvc@db.internal?password=hunter2&dbname=tokens",
+            "postgresql://authsvc:hunter2@db.internal:5433#frag?password=hunter2",
+            "postgresql://db.internal/tokens?password=hunter2#x",
+        ],
+    )
+    def test_display_name_never_holds_the_query(self, url: str) -> None:
+        """Without a path the query (which may hold the password) is not the database:
+        the name shown in messages, logs and backup manifests drops it."""
+        shown = display_name(url)
+        assert "hunter2" not in shown
+        assert "?" not in shown
+        assert shown.startswith("postgresql://db.internal")
 
     @pytest.mark.parametrize(
         ("template", "password"),

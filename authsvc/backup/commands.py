@@ -17,7 +17,7 @@ import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +36,8 @@ from authsvc.service.audit import AuditLog
 from authsvc.service.key_check import check_key, check_value, same_check, tokens_held
 from authsvc.service.secret_key import find_secret_key, key_source
 from authsvc.service.token_service import CLI_ACTOR
-from authsvc.store import TokenStore, open_snapshots, open_store
+from authsvc.store import StoreError, TokenStore, open_snapshots, open_store
+from authsvc.store.snapshots import SnapshotError
 
 
 class BackupRefused(Exception):
@@ -82,7 +83,7 @@ async def restore_backup(
     folder: Path,
     *,
     force: bool = False,
-    replay: Path | None = None,
+    replay: Sequence[Path] | None = None,
     environ: Mapping[str, str] = os.environ,
     clock: Callable[[], float] = time.time,
 ) -> Restored:
@@ -95,8 +96,8 @@ async def restore_backup(
     store = open_store(config.store)
     _check_backup(folder, manifest, snapshots.kind, store.schema_version)
     _check_key(manifest, config, environ)
-    if replay is not None:
-        _check_readable(replay)
+    for path in replay or ():
+        _check_readable(path)
     held = await _tokens_in(store)
     if held and not force:
         raise BackupRefused(
@@ -112,13 +113,23 @@ async def restore_backup(
         restored = await tokens_held(store)
         report = None
         if replay is not None:
-            report = await replay_audit(store, replay, manifest.time, now=clock)
+            try:
+                report = await replay_audit(store, replay, manifest.time, now=clock)
+            except StoreError as error:
+                # The snapshot is in place but the replay did not finish: tokens revoked
+                # after the backup may work again. Say so loudly, with what to do.
+                raise SnapshotError(
+                    f"the backup was restored into {store.name}, but replaying the audit log did "
+                    f"not finish ({error}): tokens deleted, rotated or revoked after the "
+                    "backup may work again. Do not start serve; run the same restore again "
+                    "with --force"
+                ) from None
     finally:
         await store.close()
     details: dict[str, object] = {
         "backup_time": rfc3339(manifest.time),
         "tokens_restored": restored,
-        "replayed": None if replay is None else str(replay),
+        "replayed": None if replay is None else [str(path) for path in replay],
     }
     if report is not None:
         details.update(report.counts())

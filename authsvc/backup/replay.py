@@ -1,9 +1,13 @@
-"""``restore --replay-audit FILE``: re-apply what the audit log recorded after a backup, so
-that a restore never brings a revoked secret back (SPEC §13).
+"""``restore --replay-audit FILE [--replay-audit FILE ...]``: re-apply what the audit log
+recorded after a backup, so that a restore never brings a revoked secret back (SPEC §13).
 
-Records from the second the backup began on are applied in the file's order; a record
-is written after its change commits, so every change missing from the snapshot is among
-them. The few of that second that the snapshot already holds are harmless to apply again
+Several instances on one PostgreSQL store each write their own audit log, and logs get
+rotated: every file given is read, and the records are applied in the order of their
+times (a stable sort: records of one second keep their files' order). When no file holds
+a record from before the backup, the logs may not reach back to it (a rotated file left
+out) and the report says so. Records from the second the backup began on are applied; a
+record is written after its change commits, so every change missing from the snapshot is
+among them. The few of that second that the snapshot already holds are harmless to apply again
 (a delete finds nothing, an update sets the same values), except a rotation, whose token
 is then deleted although its new secret was saved: the safe side.
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,9 +54,11 @@ class ReplayReport:
     lost: list[str] = field(default_factory=list)  # created after the backup, still meant to exist
     graces_back: list[str] = field(default_factory=list)
     applied: int = 0  # records after the backup that named a token change
-    unreadable: list[int] = field(default_factory=list)  # line numbers
+    unreadable: list[str] = field(default_factory=list)  # "file:line"
+    #: No file held a record from before the backup: changes may be missing from them.
+    starts_after_backup: bool = False
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, int | bool]:
         """The numbers the ``store.restore`` audit record carries."""
         return {
             "records_applied": self.applied,
@@ -63,6 +69,7 @@ class ReplayReport:
             "lost": len(self.lost),
             "graces_back": len(self.graces_back),
             "unreadable_lines": len(self.unreadable),
+            "starts_after_backup": self.starts_after_backup,
         }
 
 
@@ -78,25 +85,34 @@ class _Unreadable(Exception):
 
 
 async def replay_audit(
-    store: TokenStore, path: Path, since: float, *, now: Callable[[], float]
+    store: TokenStore, paths: Sequence[Path], since: float, *, now: Callable[[], float]
 ) -> ReplayReport:
-    """Apply the records of the audit log at ``path`` from ``since`` (epoch seconds, the
-    backup's start) on to the opened ``store``. Raises OSError if the file cannot be read."""
+    """Apply the records of the audit logs at ``paths`` from ``since`` (epoch seconds, the
+    backup's start) on to the opened ``store``, in time order. Raises OSError if a file
+    cannot be read."""
     report = ReplayReport()
     created: list[str] = []
     cutoff = math.floor(since)  # the log has whole seconds
-    for number, line in _lines(path):
-        try:
-            record = _parse(line, cutoff)
-        except _Unreadable:
-            report.unreadable.append(number)
-            continue
-        if record is None:
-            continue
+    due: list[tuple[float, str, _Record]] = []
+    reaches_back = False
+    for path in paths:
+        for number, line in _lines(path):
+            where = f"{path}:{number}"
+            try:
+                when, record = _parse(line)
+            except _Unreadable:
+                report.unreadable.append(where)
+                continue
+            reaches_back = reaches_back or when < cutoff
+            if when >= cutoff and record is not None:
+                due.append((when, where, record))
+    report.starts_after_backup = not reaches_back
+    due.sort(key=lambda entry: entry[0])  # stable: one second keeps the files' order
+    for _, where, record in due:
         try:
             applied = await _apply(store, record, report, created, now())
         except _Unreadable:
-            report.unreadable.append(number)
+            report.unreadable.append(where)
             continue
         report.applied += applied
     for token_id in created:
@@ -160,8 +176,8 @@ def _change(details: dict[str, Any]) -> TokenChange:
     return TokenChange(permissions=permissions, rate_limit=rate_limit)
 
 
-def _parse(line: bytes, cutoff: float) -> _Record | None:
-    """The token record on ``line`` if it is from ``cutoff`` on; None for other records."""
+def _parse(line: bytes) -> tuple[float, _Record | None]:
+    """The time of the record on ``line``, and the record if it is a token change."""
     try:
         entry = json.loads(line)
         when = datetime.strptime(entry["time"], _TIME_FORMAT).replace(tzinfo=UTC).timestamp()
@@ -170,12 +186,12 @@ def _parse(line: bytes, cutoff: float) -> _Record | None:
         raise _Unreadable from None
     if not isinstance(action, str):
         raise _Unreadable
-    if when < cutoff or not action.startswith("token."):
-        return None
+    if not action.startswith("token."):
+        return when, None
     target, details = entry.get("target"), entry.get("details", {})
     if not isinstance(target, str) or not is_token_id(target) or not isinstance(details, dict):
         raise _Unreadable
-    return _Record(action, target, details)
+    return when, _Record(action, target, details)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:

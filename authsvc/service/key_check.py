@@ -12,8 +12,10 @@ nothing of it), and every command that opens the store compares:
   use at its first start with this version is recorded (the migration; a wrong key file
   at that moment cannot be told from the right one);
 - a store that holds no token takes any key (a missing key file is created, as always);
-  the check value is recorded just before its first token is written
-  (:meth:`StoreKey.record`, called by ``TokenService.create``).
+  the check value is recorded with its first token, in the insert's own transaction
+  (``TokenStore.insert(..., key_check=...)``, from ``TokenService.create``), which also
+  refuses a token of another key than the one the store names: two processes that
+  opened an empty store with different keys cannot both fill it.
 
 A refusal (:class:`KeyRefused`) writes nothing: no key file, no check value.
 """
@@ -52,22 +54,12 @@ def same_check(stored: str, mine: str) -> bool:
 
 
 class StoreKey:
-    """The key a store's tokens are hashed with, checked against the store."""
+    """The key a store's tokens are hashed with, checked against the store; ``check`` is
+    what every token insert hands the store (see the module's docstring)."""
 
-    def __init__(self, store: TokenStore, key: bytes, *, recorded: bool) -> None:
-        self._store = store
+    def __init__(self, key: bytes) -> None:
         self.key = key
         self.check = check_value(key)
-        self._recorded = recorded
-
-    async def record(self) -> None:
-        """Make the store name this key, before a token is written with it (a no-op once
-        the store holds this key's check value). Raises what ``write_meta`` raises, so a
-        token is never written without its key's check value."""
-        if self._recorded:
-            return
-        await self._store.write_meta(KEY_CHECK, self.check)
-        self._recorded = True
 
 
 async def tokens_held(store: TokenStore) -> int:
@@ -101,7 +93,7 @@ async def check_key(
 async def _checked(store: TokenStore, key: bytes | None, source: str) -> StoreKey:
     stored = await store.read_meta(KEY_CHECK)
     if key is not None and stored is not None and same_check(stored, check_value(key)):
-        return StoreKey(store, key, recorded=True)  # every start but the first: no count
+        return StoreKey(key)  # every start but the first: no count
     held = await tokens_held(store)
     if key is None:
         raise KeyRefused(missing_key_message(source, store.name, held))
@@ -110,10 +102,10 @@ async def _checked(store: TokenStore, key: bytes | None, source: str) -> StoreKe
         # a store of the previous release: the key in use now is its key from here on
         await store.write_meta(KEY_CHECK, mine)
         log.info("recorded the check value of %s in the token store %s", source, store.name)
-        return StoreKey(store, key, recorded=True)
+        return StoreKey(key)
     if held:
         raise KeyRefused(other_key_message(source, store.name))
-    return StoreKey(store, key, recorded=False)  # no token yet: recorded with the first
+    return StoreKey(key)  # no token yet: recorded with the first
 
 
 def missing_key_message(source: str, store_name: str, held: int) -> str:

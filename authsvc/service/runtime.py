@@ -68,10 +68,9 @@ class Runtime:
         live = LiveConfig(config)
         cache = RecordCache(config.cache.max_entries, config.cache.ttl, cache_timer)
         audit = AuditLog(config.audit_log, clock)
-        # the store records its key's check value just before its first token is written
-        key, record_key = store_key.key, store_key.record
+        # every insert hands the store the key's check value (recorded with the first)
         service = TokenService(
-            store, live, cache, audit, key=key, clock=clock, before_insert=record_key
+            store, live, cache, audit, key=store_key.key, clock=clock, key_check=store_key.check
         )
         metrics = Metrics()
         metrics.config_loaded(clock())

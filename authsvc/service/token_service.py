@@ -26,9 +26,18 @@ from authsvc.rules.tokens import (
 from authsvc.service.audit import AuditLog
 from authsvc.service.cache import RecordCache
 from authsvc.service.grace import GraceEnder
+from authsvc.service.key_check import KeyRefused, other_key_message
 from authsvc.service.live import LiveConfig
 from authsvc.service.revocation import SECRET_HOLDER, LeakedSecrets, Revoked
-from authsvc.store import KEEP, Keep, ListQuery, NameTaken, TokenChange, TokenStore
+from authsvc.store import (
+    KEEP,
+    Keep,
+    KeyCheckMismatch,
+    ListQuery,
+    NameTaken,
+    TokenChange,
+    TokenStore,
+)
 
 __all__ = ["CLI_ACTOR", "SECRET_HOLDER", "Actor", "Revoked", "TokenService"]
 
@@ -66,11 +75,10 @@ class TokenService:
         *,
         key: bytes,
         clock: Callable[[], float] = time.time,
-        before_insert: Callable[[], Awaitable[None]] | None = None,
+        key_check: str | None = None,
     ) -> None:
-        # before_insert: Runtime's StoreKey.record, so the store names its key before it
-        # holds a token made with it (service/key_check.py)
-        self._before_insert = before_insert
+        # the check value of ``key``, handed to every insert (service/key_check.py)
+        self._key_check = key_check
         self._store = store
         self._live = live
         self._cache = cache
@@ -180,14 +188,15 @@ class TokenService:
             rate_limit=None if issuance.rate_limit is None else issuance.rate_limit.text,
         )
         secret = new_secret()
-        if self._before_insert is not None:
-            await self._before_insert()
         try:
-            await self._store.insert(record, self.digest(secret))
+            await self._store.insert(record, self.digest(secret), key_check=self._key_check)
         except NameTaken:
             raise Refused(
                 "name_taken", f"A token named {name!r} already exists.", field="name"
             ) from None
+        except KeyCheckMismatch:
+            # another process filled the (empty) store first, with its own key
+            raise KeyRefused(other_key_message("this instance's key", self._store.name)) from None
         self._audit.write(
             "token.create",
             actor=actor_id,

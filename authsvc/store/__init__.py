@@ -43,6 +43,11 @@ class NameTaken(StoreError):
     """Another existing token already has this name."""
 
 
+class KeyCheckMismatch(StoreError):
+    """The store names another HMAC key than the one a new token was made with (another
+    process recorded its key first): the token was not written (SPEC §13)."""
+
+
 class ChangesPruned(StoreError):
     """Changes after the requested sequence number are gone: drop the whole cache."""
 
@@ -225,9 +230,17 @@ class TokenStore(Protocol):
     async def all_tokens(self) -> list[TokenRecord]:
         """Every token, ordered by name (for ``config check`` and the CLI listing)."""
 
-    async def insert(self, record: TokenRecord, digest: bytes) -> None:
+    async def insert(
+        self, record: TokenRecord, digest: bytes, *, key_check: str | None = None
+    ) -> None:
         """Store a new token durably and log its digest as a change (so other instances
-        learn that it exists); raise NameTaken if the name is in use."""
+        learn that it exists); raise NameTaken if the name is in use.
+
+        With ``key_check`` (the check value of the key ``digest`` was made with), in the
+        same transaction and serialised with every other such insert: a store that holds
+        no token records it as its key's check value, and a store that names another
+        key refuses the insert with :class:`KeyCheckMismatch`. So no store ever holds
+        tokens of two keys, however many processes create tokens at once."""
 
     async def update_permissions(
         self, token_id: str, permissions: frozenset[str]

@@ -11,6 +11,7 @@ from aiohttp import web
 from authsvc.rules.delegation import EXCEEDS_CALLER
 from authsvc.rules.policy import Refused
 from authsvc.rules.tokens import redact_secrets
+from authsvc.service.key_check import KeyRefused
 from authsvc.store import StoreUnavailable
 from authsvc.web.keys import RUNTIME
 
@@ -140,6 +141,10 @@ async def _answer(  # noqa: PLR0911 - one return per error kind, by design
     except StoreUnavailable as error:
         log.warning("store unavailable during %s: %s", _where(request), error)
         return error_response("store_unavailable", "The token store is unavailable; try again.")
+    except KeyRefused as error:
+        # another process filled the store with another key: nothing was written here
+        log.error("%s refused: %s", _where(request), error)
+        return error_response("store_unavailable", "The token store names another key.")
     except web.HTTPNotFound:
         return error_response("not_found", "No such resource.")
     except web.HTTPMethodNotAllowed as error:

@@ -193,11 +193,15 @@ def storable(text: str) -> bool:
 
 
 def display_name(url: str) -> str:
-    """``url`` without user, password or query: ``postgresql://host:port/database``."""
+    """``url`` without user, password, query or fragment: ``postgresql://host:port/database``
+    (the database empty when the URL names none: ``postgresql://db?password=...`` must not
+    pass its query on as the database)."""
     scheme, _, rest = url.partition("://")
-    netloc, _, path = rest.partition("/")
+    ends = [at for at in (rest.find(mark) for mark in "/?#") if at >= 0]
+    netloc, tail = rest[: min(ends, default=len(rest))], rest[min(ends, default=len(rest)) :]
     hosts = netloc.rpartition("@")[2]  # the user info ends at the last "@"
-    database = path.partition("?")[0]
+    database = tail[1:] if tail.startswith("/") else ""
+    database = database.partition("?")[0].partition("#")[0]
     return f"{scheme}://{hosts}/{database}"
 
 

@@ -227,8 +227,11 @@ class PostgresStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def insert(self, record: TokenRecord, digest: bytes) -> None:
-        """Store a new token durably; raise NameTaken if the name is in use."""
+    async def insert(
+        self, record: TokenRecord, digest: bytes, *, key_check: str | None = None
+    ) -> None:
+        """Store a new token durably; raise NameTaken if the name is in use, and
+        KeyCheckMismatch if ``key_check`` is given and the store names another key."""
         sql = (
             f"INSERT INTO tokens ({COLUMNS}, name_fold, digest)"  # noqa: S608 - constant columns
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
@@ -250,6 +253,8 @@ class PostgresStore:
         )
 
         async def body(c: Connection) -> None:
+            if key_check is not None:
+                await pg_usage.claim_key_check(c, key_check)
             try:
                 await c.execute(sql, *values)
             except asyncpg.UniqueViolationError as exc:

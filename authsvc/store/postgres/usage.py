@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from authsvc.store import HourlyCount
+from authsvc.store import KEY_CHECK, HourlyCount, KeyCheckMismatch
 from authsvc.store.postgres.driver import Connection, as_integer, as_text
 from authsvc.store.queries import UsageRow
 
@@ -70,6 +70,28 @@ async def read_meta(conn: Connection, name: str) -> str | None:
     """The value kept under ``name``, or None."""
     value = await conn.fetchval("SELECT value FROM authsvc_meta WHERE name = $1", name)
     return None if value is None else as_text(value)
+
+
+#: Advisory lock key serialising the key claims of concurrent token inserts; any constant
+#: other than the migrations' works.
+_KEY_CLAIM_LOCK = 0x61757468_6B6579  # "auth" "key"
+
+
+async def claim_key_check(conn: Connection, value: str) -> None:
+    """Inside the insert's transaction: record ``value`` as the key's check value unless
+    the store holds tokens, then refuse when the store names another key. The transaction
+    lock makes concurrent inserts take turns, and each statement after it sees the tokens
+    the previous one committed (READ COMMITTED takes a new snapshot per statement)."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _KEY_CLAIM_LOCK)
+    await conn.execute(
+        "INSERT INTO authsvc_meta (name, value) VALUES ($1, $2)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        " WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+        KEY_CHECK,
+        value,
+    )
+    if await read_meta(conn, KEY_CHECK) != value:
+        raise KeyCheckMismatch("the token store names another key than this token's")
 
 
 async def write_meta(conn: Connection, name: str, value: str) -> None:

@@ -235,10 +235,15 @@ class SQLiteStore:
 
     # -- writes ----------------------------------------------------------------------------
 
-    async def insert(self, record: TokenRecord, digest: bytes) -> None:
-        """Store a new token durably; raise NameTaken if the name is in use."""
+    async def insert(
+        self, record: TokenRecord, digest: bytes, *, key_check: str | None = None
+    ) -> None:
+        """Store a new token durably; raise NameTaken if the name is in use, and
+        KeyCheckMismatch if ``key_check`` is given and the store names another key."""
 
         def body(c: sqlite3.Connection) -> None:
+            if key_check is not None:
+                sqlite_usage.claim_key_check(c, key_check)
             # checked under the write lock, so no other writer can take the name meanwhile
             if c.execute("SELECT 1 FROM tokens WHERE name = ?", (record.name,)).fetchone():
                 raise NameTaken(f"a token named {record.name!r} already exists")

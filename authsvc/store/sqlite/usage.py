@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from authsvc.store import HourlyCount
+from authsvc.store import KEY_CHECK, HourlyCount, KeyCheckMismatch
 from authsvc.store.queries import UsageRow
 
 # The WHERE clause drops the counts of tokens that no longer exist (it also keeps SQLite
@@ -55,6 +55,20 @@ def read_meta(conn: sqlite3.Connection, name: str) -> str | None:
     """The value kept under ``name``, or None."""
     row = conn.execute("SELECT value FROM authsvc_meta WHERE name = ?", (name,)).fetchone()
     return None if row is None else str(row[0])
+
+
+def claim_key_check(conn: sqlite3.Connection, value: str) -> None:
+    """Inside the insert's write transaction (SQLite has one writer at a time): record
+    ``value`` as the key's check value unless the store holds tokens, then refuse when the
+    store names another key (:meth:`authsvc.store.TokenStore.insert`)."""
+    conn.execute(
+        "INSERT INTO authsvc_meta (name, value) VALUES (?1, ?2)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+        " WHERE NOT EXISTS (SELECT 1 FROM tokens)",
+        (KEY_CHECK, value),
+    )
+    if read_meta(conn, KEY_CHECK) != value:
+        raise KeyCheckMismatch("the token store names another key than this token's")
 
 
 def write_meta(conn: sqlite3.Connection, name: str, value: str) -> None:
