@@ -8,12 +8,14 @@ runs. The limiters' own clock (lease lifetimes) is a frozen one where a test mov
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from authsvc.config import RateLimitSettings
 from authsvc.rules.ratelimit import RateLimit, parse_rate_limit
@@ -211,3 +213,41 @@ async def _level_at_least(client: Redis, token_id: str, level: float) -> bool:
 
 async def _allows(limiter: ClusterRateLimiter, token_id: str, limit: RateLimit) -> bool:
     return (await decide(limiter, token_id, limit)).allowed
+
+
+class TestUnderLoad:
+    async def test_a_thousand_waiting_requests_stay_within_the_limit(
+        self, new_limiter: Factory, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """1,000 requests of one "100/s" token at once on one instance: no more pass than
+        the bucket plus its refill meanwhile (a waiter that outlasts its rounds is refused,
+        never counted alone from a full bucket), and nothing is logged per request."""
+        limiter = new_limiter()
+        token_id, limit = fresh_token_id(), parse_rate_limit("100/s")
+        started = time.monotonic()
+        verdicts = await asyncio.gather(*(decide(limiter, token_id, limit) for _ in range(1000)))
+        elapsed = time.monotonic() - started
+        passed = sum(v.allowed for v in verdicts)
+        assert 100 <= passed <= 100 + int(elapsed * 100) + 1, (passed, elapsed)
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+    async def test_a_redis_that_refuses_scripts_is_not_taken_back(
+        self, new_limiter: Factory, redis_client: Redis, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The probe runs the bucket script itself: a Redis that answers PING but refuses
+        scripts (an ACL, out of memory, a read-only replica) keeps the instance counting
+        alone instead of flipping back every probe."""
+        limiter = new_limiter()
+        token_id, limit = fresh_token_id(), parse_rate_limit("10/h")
+        assert (await decide(limiter, token_id, limit)).allowed
+
+        async def refuse(*_: object, **__: object) -> object:
+            raise ResponseError("NOSCRIPT scripts are refused here")
+
+        monkeypatch.setattr(limiter, "_script", refuse)
+        assert await redis_client.ping()
+        assert not await limiter.probe()
+        await limiter.take(fresh_token_id(), limit)  # meets the refusal: counts alone
+        assert limiter.fallback
+        assert not await limiter.probe()
+        assert limiter.fallback

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import tracemalloc
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -246,3 +247,33 @@ class TestUsageHours:
             },
             {"hour": "2025-06-15T16:00:00Z", "allowed": 2, "denied": {}},
         ]
+
+
+class SlowStore:
+    """A store whose ``add_usage`` takes a while: stop() may come in the middle of it."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self.store = store
+        self.writing = asyncio.Event()
+
+    async def add_usage(self, counts: list[HourlyCount]) -> None:
+        self.writing.set()
+        await asyncio.sleep(0.2)
+        await self.store.add_usage(counts)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+
+async def test_stop_during_a_flush_loses_nothing(store: TokenStore) -> None:
+    """The loop's flush has taken its batch out of memory and is writing it when the
+    service stops: the write is let finish, not cancelled, so the counts are stored."""
+    token = await add(store, "mid-flush")
+    slow = SlowStore(store)
+    recorder = UsageRecorder(cast(TokenStore, slow), interval=0.01)
+    recorder.start()
+    for _ in range(10):
+        recorder.count(token.id, "allowed", NOW)
+    await asyncio.wait_for(slow.writing.wait(), 5)
+    await recorder.stop()
+    assert await read_all(store, token.id) == {(HOUR_START, "allowed", 10)}

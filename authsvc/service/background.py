@@ -20,6 +20,13 @@ class Background:
         if self._task is None:
             self._task = asyncio.create_task(self._body(), name=self._name)
 
+    async def join(self) -> None:
+        """Wait until the loop ends by itself (its body must watch for a stop request):
+        for loops that must not be cut off in the middle of a store write."""
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+
     async def stop(self) -> None:
         """Cancel the loop and wait until it has ended (no-op when not started)."""
         task, self._task = self._task, None

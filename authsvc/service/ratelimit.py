@@ -161,6 +161,18 @@ class InstanceRateLimiter:
     def fallback(self) -> bool:
         return False
 
+    def seed(self, token_id: str, limit: RateLimit, level: float) -> None:
+        """Set the token's bucket to ``level`` now: the cluster scope keeps its fallback
+        buckets where the shared ones last stood, so an outage grants no fresh burst."""
+        now = self._clock()
+        bucket = self._buckets.get(token_id)
+        if bucket is None:
+            bucket = self._buckets[token_id] = Bucket(limit, now)
+        elif bucket.count != limit.count or bucket.per != limit.per:
+            bucket.adapt(limit, now)
+        bucket.level = max(0.0, min(float(limit.count), level))
+        bucket.updated = now
+
     def __len__(self) -> int:
         """Buckets held (tokens used within their refill time)."""
         return len(self._buckets)

@@ -12,28 +12,35 @@ bucket: expired leases through a background sync every :data:`SYNC_INTERVAL` (pi
 one round trip for all of them), the rest of a lease replaced early (a limit change) with
 the request for the new one, and every share still held when the limiter stops. When the
 script grants nothing, the instance remembers the denial until one token will have
-refilled, but at most :data:`LEASE_SECONDS`, so a client hammering a spent token costs no
-round trip per request.
+refilled (at least :data:`MIN_DENIAL_SECONDS`, so that every request that waited on that
+round trip still sees it when it wakes; at most :data:`LEASE_SECONDS`), so a client
+hammering a spent token costs no round trip per request. A request that outlasts
+``_MAX_ROUNDS`` round trips in a crowd of its token's requests is refused, never counted
+alone.
 
 **Accuracy.** Every request allowed anywhere spent a token of the one shared bucket, so
 the total over all instances **never exceeds the limit** (the spec allows exceeding it by
 what the instances allow within one sync interval; this scheme needs none of that
-allowance). It is stricter in two ways, both short: a request may be refused while up to
+allowance). It is stricter in three ways, all short: a request may be refused while up to
 ``(instances - 1) × lease`` tokens sit unused in other instances' leases, for at most
-:data:`LEASE_SECONDS` plus one sync interval (0.15 s); and a remembered denial may outlive
-a give-back elsewhere by up to :data:`LEASE_SECONDS`. A lease lost rather than given back
-(an outage, a crash) only makes the limit stricter until the bucket refills. Cost: a token
-used slowly costs one round trip per request, plus one shared give-back; a busy one, one
-round trip per lease.
+:data:`LEASE_SECONDS` plus one sync interval (0.15 s); a remembered denial may outlive a
+give-back elsewhere by up to :data:`LEASE_SECONDS`; and it may outlast the next refill by
+up to :data:`MIN_DENIAL_SECONDS`. A lease lost rather than given back (an outage, a crash)
+only makes the limit stricter until the bucket refills. Cost: a token used slowly costs
+one round trip per request, plus one shared give-back; a busy one, one round trip per
+lease.
 
 **Redis down.** Every call has a short timeout (:data:`REDIS_TIMEOUT`) and is never
 retried: the first failure switches the instance to *fallback*, where it counts alone
-(the instance scope, in memory: with N instances up to N times the limit in total), says
-so once in the log, sets the gauge ``authsvc_ratelimit_fallback`` to 1 and names it in
-``/readyz``. Requests are never refused because Redis is down, and only those already
-waiting on Redis at the failure waited for it (at most :data:`REDIS_TIMEOUT`). A probe
-every :data:`PROBE_INTERVAL` notices Redis back and the shared count resumes, from the
-shared buckets as they were (with fresh local buckets for the next outage). The probe runs
+(the instance scope, in memory; each token's bucket starts where the shared one stood at
+this instance's last lease, not full; with N instances up to N times the rest of the
+limit in total), says so in the log (at most once a minute), sets the gauge
+``authsvc_ratelimit_fallback`` to 1 and names it in ``/readyz``. Requests are never
+refused because Redis is down, and only those already waiting on Redis at the failure
+waited for it (at most :data:`REDIS_TIMEOUT`). A probe every :data:`PROBE_INTERVAL` runs
+the bucket script itself on a key of its own (a Redis that answers PING but refuses
+scripts, for an ACL, out of memory or as a read-only replica, is still down here); once it
+works, the shared count resumes from the shared buckets as they were. The probe runs
 between :meth:`ClusterRateLimiter.start` and ``stop``.
 """
 
@@ -63,6 +70,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("authsvc.ratelimit")
 
 KEY_PREFIX = "authsvc:ratelimit:"
+#: The key the probe runs the script on (no token id has this shape).
+PROBE_KEY = KEY_PREFIX + "-probe-"
 #: How long an instance may hold a share of a bucket before giving back what is unused.
 LEASE_SECONDS = 0.1
 #: How often expired leases are given back (and, in fallback, how often to check on Redis).
@@ -73,6 +82,12 @@ PROBE_INTERVAL = 0.5
 REDIS_TIMEOUT = 0.25
 #: A lease is this fraction of the bucket's capacity (at least one token).
 LEASE_DIVISOR = 10
+#: The shortest a remembered denial lasts, however fast the bucket refills: every request
+#: waiting on the round trip that found the bucket empty must still see it when it wakes
+#: (stricter by at most this long, as the spec allows).
+MIN_DENIAL_SECONDS = 0.05
+#: Seconds between two log lines about Redis going away or coming back.
+LOG_EVERY = 60.0
 #: Lease rounds one request may wait through (each one grants someone a token or decides
 #: a denial, so this is only reached if the token's limit flips back and forth meanwhile).
 _MAX_ROUNDS = 50
@@ -159,6 +174,7 @@ class ClusterRateLimiter:
         self._pending: dict[str, asyncio.Task[None]] = {}
         self._fallback = False
         self._next_probe = 0.0
+        self._quiet_until = 0.0  # see _say
         self._loop = Background("authsvc-ratelimit-sync", self._sync_forever)
 
     @property
@@ -192,8 +208,13 @@ class ClusterRateLimiter:
                 self._pending[token_id] = task
             # Shielded: a request that goes away must not cancel the others' round trip.
             await asyncio.shield(task)
-        log.warning("rate limit of token %s: no stable lease; counted alone", token_id)
-        return self._alone.try_take(token_id, limit)
+        # A crowd of requests for one token outlasted _MAX_ROUNDS round trips (or its limit
+        # kept changing): refuse, the strict side, rather than count alone from a full
+        # bucket. Contention, not a fault: debug, so a flood cannot flood the log.
+        log.debug(
+            "rate limit of token %s: no lease after %d rounds; refused", token_id, _MAX_ROUNDS
+        )
+        return verdict(limit, 0.0, False)
 
     async def peek(self, token_id: str, limit: RateLimit) -> Verdict:
         """The shared bucket as it stands, taking nothing: this instance's lease when it
@@ -232,12 +253,14 @@ class ClusterRateLimiter:
                 return
             now = self._clock()
             granted, shared_level = int(granted), float(level)
+            # where the shared bucket stands: the level to count alone from in an outage
+            self._alone.seed(token_id, limit, shared_level)
             if granted > 0:
                 lease = Lease(limit, granted, shared_level, now, now + LEASE_SECONDS, False)
             else:
                 until_one = (1.0 - shared_level) * limit.per / limit.count
-                expires = now + max(0.0, min(until_one, LEASE_SECONDS))
-                lease = Lease(limit, 0, shared_level, now, expires, True)
+                lasts = min(LEASE_SECONDS, max(until_one, MIN_DENIAL_SECONDS))
+                lease = Lease(limit, 0, shared_level, now, now + lasts, True)
             self._leases[token_id] = lease
             self._expiring.append((token_id, lease))
         finally:
@@ -282,7 +305,8 @@ class ClusterRateLimiter:
         self._fallback = True
         self._next_probe = self._clock() + PROBE_INTERVAL
         self._metrics.ratelimit_fallback.set(1)
-        log.warning(
+        self._say(
+            logging.WARNING,
             "rate limits: Redis at %s is unreachable (%s: %s); each instance counts alone "
             "until it answers again",
             self._display,
@@ -290,18 +314,29 @@ class ClusterRateLimiter:
             error,
         )
 
+    def _say(self, level: int, message: str, *args: object) -> None:
+        """Log, at most once per LOG_EVERY seconds: a Redis that comes and goes every
+        probe must not flood the log (the gauge and the error counter keep the count)."""
+        now = self._clock()
+        if now < self._quiet_until:
+            return
+        self._quiet_until = now + LOG_EVERY
+        log.log(level, message, *args)
+
     async def probe(self) -> bool:
-        """Ping Redis; back to the shared count when it answers. Whether it answered."""
+        """Run the bucket script on a key of its own (a PING would pass on a Redis that
+        refuses scripts: an ACL, OOM, a read-only replica); back to the shared count when
+        it works. Whether it worked. The buckets counted alone are kept: they follow the
+        shared ones at every lease, so the next outage starts where the count stood."""
         try:
             async with asyncio.timeout(self._timeout):
-                await self._client.ping()
+                await self._script(keys=[PROBE_KEY], args=[1, 1, 0, 0])
         except _FAILURES:
             self._metrics.ratelimit_redis_errors.inc()
             return False
         if self._fallback:
             self._fallback = False
             self._metrics.ratelimit_fallback.set(0)
-            self._alone.clear()  # the next outage starts from full buckets, not stale ones
             log.info("rate limits: Redis at %s answers again; counting shared", self._display)
         return True
 

@@ -15,6 +15,7 @@ are kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -76,6 +77,10 @@ class UsageRecorder:
         self._failing = False  # the store refused counts; logged once until it takes them
         self._dropped = False  # counts were dropped in this outage; logged once
         self._next_prune = 0.0
+        # stop() asks the loop to end rather than cancelling it: a flush takes its batch
+        # out of memory before the store write, so a write cut off by a cancellation would
+        # lose the batch (or, SQLite finishing it on its thread anyway, leave it unknown).
+        self._stopping = asyncio.Event()
         self._loop = Background("authsvc-usage-flush", self._run)
 
     def note(self, token_id: str, used_at: float, ip: IPAddress) -> None:
@@ -212,16 +217,20 @@ class UsageRecorder:
         self._loop.start()
 
     async def stop(self) -> None:
-        await self._loop.stop()
+        """Let a flush under way finish, end the loop, and flush what is left."""
+        self._stopping.set()
+        await self._loop.join()
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + PRUNE_EVERY
                 await self.prune()
-            await asyncio.sleep(self._interval)
-            await self.flush()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            if not self._stopping.is_set():
+                await self.flush()
 
 
 def _rows(batch: HourCounts) -> Iterator[HourlyCount]:

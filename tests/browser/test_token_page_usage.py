@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from authsvc.store import HOUR, HourlyCount
 from authsvc.web.page import CONTENT_SECURITY_POLICY
-from tests.browser.conftest import PageServer, ServeFactory
+from tests.browser.conftest import VIEWPORT, PageProblems, PageServer, ServeFactory
 from tests.browser.test_token_page import (
     GRANTING,
     SCREENSHOTS,
@@ -34,7 +37,7 @@ with contextlib.suppress(ImportError):  # the `browser` fixture reports a missin
     from playwright.sync_api import expect
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Browser, Locator, Page, Request
 
 pytestmark = pytest.mark.e2e
 
@@ -42,10 +45,31 @@ DAY = 86400
 THIS_HOUR = int(NOW // HOUR) * HOUR
 
 
+def utc_hour(month: int, day: int, hour: int) -> int:
+    """The epoch seconds of an hour of 2025 (UTC), as the store keys counts."""
+    return int(datetime(2025, month, day, hour, tzinfo=UTC).timestamp())
+
+
 @pytest.fixture
 def admin_secret(server: PageServer) -> str:
     """A ManageOrganizationTokens token, holding every catalog permission, to sign in with."""
     return server.mint(*GRANTING, name="admin console")[1]
+
+
+@pytest.fixture
+def kolkata_page(browser: Browser, problems: PageProblems) -> Iterator[Page]:
+    """Like the ``page`` fixture (same fixed time, no script error allowed), in
+    Asia/Kolkata: +05:30 all year, so every UTC hour of the API crosses a local half hour
+    and one hour in each day crosses local midnight."""
+    context = browser.new_context(
+        viewport=VIEWPORT, locale="en-US", timezone_id="Asia/Kolkata", color_scheme="light"
+    )
+    opened = context.new_page()
+    opened.clock.set_fixed_time(NOW)
+    opened.on("pageerror", lambda error: problems.messages.append(f"page error: {error}"))
+    yield opened
+    context.close()
+    assert problems.messages == [], "the page reported problems"
 
 
 def open_details(page: Page, name: str) -> Locator:
@@ -124,6 +148,49 @@ class TestUsageChart:
         page.mouse.move(0, 0)
         details.locator("#usage").screenshot(path=SCREENSHOTS / "token-usage.png")
         assert (SCREENSHOTS / "token-usage.png").stat().st_size > 5_000
+
+    def test_hours_across_local_midnight_in_a_half_hour_zone(
+        self, kolkata_page: Page, server: PageServer, admin_secret: str
+    ) -> None:
+        """In Asia/Kolkata (NOW is Jun 15, 20:36 local) the chart's first day starts at
+        Jun 8, 18:30 UTC: the page asks from 18:00 UTC, the hour that holds that midnight,
+        and counts it on Jun 9 (its midpoint's day) rather than dropping it; an hour that
+        crosses a later midnight is counted once, on the day after. The chart's total is
+        every count stored in those hours; the hour before the first is the day before."""
+        used, _ = server.mint("Reader", name="night owl")
+        server.call(
+            server.rt.store.add_usage(
+                [
+                    HourlyCount(used.id, utc_hour(6, 8, 17), "allowed", 100),  # 22:30-23:30 Jun 8
+                    HourlyCount(used.id, utc_hour(6, 8, 18), "allowed", 5),  # 23:30 Jun 8-00:30
+                    HourlyCount(used.id, utc_hour(6, 8, 18), "rate_limited", 2),
+                    HourlyCount(used.id, utc_hour(6, 11, 17), "allowed", 3),  # 22:30-23:30 Jun 11
+                    HourlyCount(used.id, utc_hour(6, 11, 18), "allowed", 8),  # 23:30 Jun 11-00:30
+                ]
+            )
+        )
+        asked: list[Request] = []
+        kolkata_page.on(
+            "request", lambda request: asked.append(request) if "/usage?" in request.url else None
+        )
+        sign_in(kolkata_page, server, admin_secret)
+        details = open_details(kolkata_page, "night owl")
+
+        expect(details.locator("#usage-summary")).to_have_text(
+            "18 requests in the last 7 days: 16 allowed, 2 denied (rate limited 2). "
+            "Busiest day: Jun 12, 2025, 8 requests."
+        )
+        days = details.locator("svg g.usage-day")
+        expect(days).to_have_count(7)
+        expect(days.nth(0).locator("title")).to_have_text(
+            "Jun 9, 2025: 5 allowed, 2 denied (rate limited 2)"
+        )
+        expect(days.nth(2).locator("title")).to_have_text("Jun 11, 2025: 3 allowed, 0 denied")
+        expect(days.nth(3).locator("title")).to_have_text("Jun 12, 2025: 8 allowed, 0 denied")
+        counts = [int(text) for text in details.locator("svg text.usage-count").all_text_contents()]
+        assert sum(counts) == 5 + 2 + 3 + 8
+        query = [parse_qs(urlsplit(request.url).query) for request in asked]
+        assert query == [{"from": ["2025-06-08T18:00:00.000Z"], "to": ["2025-06-15T15:06:40.000Z"]}]
 
     def test_a_token_without_requests_says_so(
         self, page: Page, server: PageServer, admin_secret: str

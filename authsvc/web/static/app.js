@@ -40,6 +40,7 @@ const CHECK_LABELS = {
   expiry: "Expiry",
   ip_filter: "IP filter",
   permission: "Permission",
+  rate_limit: "Rate limit",
 };
 // A rate limit as the API writes it (600/m): a whole number, "/", and s, m or h.
 const RATE_SHAPE = /^([1-9][0-9]{0,11})\/([smh])$/;

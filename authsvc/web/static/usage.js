@@ -32,26 +32,37 @@ function dayStarts(now) {
   return starts;
 }
 
-/** The query of GET /tokens/{id}/usage for the days the chart shows: from the first
- * day's local midnight (at most 7 days back, within the API's default) to now. */
+// The API counts whole UTC hours, while days start at local midnight: in a zone whose
+// offset is not whole hours (Asia/Kolkata, +05:30) an hour crosses midnight. Each hour
+// belongs to the local day that holds its midpoint, so it is counted once, on one day.
+const HOUR = 3600 * 1000;
+const HALF_HOUR = HOUR / 2;
+
+/** The query of GET /tokens/{id}/usage for the days the chart shows (at most 7 days
+ * back, within the API's default), up to now. It starts at the first hour whose midpoint
+ * is on the first day: for every offset in use (whole hours, :30, :45) that is the start
+ * of the UTC hour holding the first local midnight, i.e. the 30 minutes before it too. */
 export function usageQuery(now) {
-  const from = new Date(dayStarts(now)[0]).toISOString();
+  const firstHour = Math.ceil((dayStarts(now)[0] - HALF_HOUR) / HOUR) * HOUR;
+  const from = new Date(firstHour).toISOString();
   return new URLSearchParams({ from, to: new Date(now).toISOString() }).toString();
 }
 
-/** Sums the API's hours into days: [{ start, allowed, denied, reasons: {reason: n} }]. */
+/** Sums the API's hours into days, each on the day of its midpoint:
+ * [{ start, allowed, denied, reasons: {reason: n} }]. The hour now is in ends on today
+ * even when its midpoint is after midnight (tomorrow is not shown). */
 function byDay(hours, starts) {
   const days = starts.map((start) => ({ start, allowed: 0, denied: 0, reasons: {} }));
   for (const hour of Array.isArray(hours) ? hours : []) {
-    const at = Date.parse(hour.hour);
+    const midpoint = Date.parse(hour.hour) + HALF_HOUR;
     let index = -1;
     starts.forEach((start, i) => {
-      if (at >= start) {
+      if (midpoint >= start) {
         index = i;
       }
     });
     if (index < 0) {
-      continue; // before the first day (cannot happen with usageQuery's range)
+      continue; // an hour of the day before the first: usageQuery does not ask for one
     }
     const day = days[index];
     day.allowed += Number(hour.allowed) || 0;
