@@ -51,7 +51,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -62,6 +61,7 @@ from redis.exceptions import RedisError
 from authsvc.config.rate_limits import display_redis_url
 from authsvc.service.background import Background
 from authsvc.service.ratelimit import EPSILON, InstanceRateLimiter, Verdict, verdict
+from authsvc.service.ratelimit_lease import BUCKET_SCRIPT, Lease, lease_size
 
 if TYPE_CHECKING:
     from authsvc.rules.ratelimit import RateLimit
@@ -80,8 +80,6 @@ SYNC_INTERVAL = 0.05
 PROBE_INTERVAL = 0.5
 #: Seconds any one Redis call may take before the instance counts alone.
 REDIS_TIMEOUT = 0.25
-#: A lease is this fraction of the bucket's capacity (at least one token).
-LEASE_DIVISOR = 10
 #: The shortest a remembered denial lasts, however fast the bucket refills: every request
 #: waiting on the round trip that found the bucket empty must still see it when it wakes
 #: (stricter by at most this long, as the spec allows).
@@ -92,58 +90,6 @@ LOG_EVERY = 60.0
 #: a denial, so this is only reached if the token's limit flips back and forth meanwhile).
 _MAX_ROUNDS = 50
 _FAILURES = (RedisError, OSError, TimeoutError)
-
-#: KEYS[1]: the bucket. ARGV: count, per (seconds), tokens wanted, tokens given back.
-#: Returns {tokens granted, the level left in the bucket as a string}. The time of the last
-#: update is kept as TIME's two integers: a float would lose sub-millisecond precision.
-_SCRIPT = """
-local t = redis.call('TIME')
-local count = tonumber(ARGV[1])
-local rate = count / tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'level', 'sec', 'usec')
-local level = tonumber(state[1]) or count
-local sec, usec = tonumber(t[1]), tonumber(t[2])
-if state[2] then
-  local elapsed = (sec - tonumber(state[2])) + (usec - tonumber(state[3])) / 1000000
-  if elapsed > 0 then
-    level = level + elapsed * rate
-  else
-    sec, usec = tonumber(state[2]), tonumber(state[3])
-  end
-end
-level = math.min(count, level + tonumber(ARGV[4]))
-local granted = math.max(0, math.min(tonumber(ARGV[3]), math.floor(level + 1e-9)))
-level = level - granted
-if level >= count then
-  redis.call('DEL', KEYS[1])
-else
-  redis.call('HSET', KEYS[1], 'level', string.format('%.17g', level), 'sec', sec, 'usec', usec)
-  redis.call('PEXPIRE', KEYS[1], math.ceil((count - level) / rate * 1000) + 1000)
-end
-return {granted, string.format('%.17g', level)}
-"""
-
-
-@dataclass(slots=True)
-class Lease:
-    """This instance's share of a token's bucket, or a remembered denial (``left`` 0,
-    ``denied``), valid until ``expires_at`` (this instance's monotonic clock)."""
-
-    limit: RateLimit
-    left: int  # tokens granted and not yet spent
-    shared_level: float  # what the bucket in Redis held right after the grant
-    granted_at: float
-    expires_at: float
-    denied: bool
-
-    def shared_level_at(self, now: float) -> float:
-        """The shared bucket's level by now, as far as this instance can tell."""
-        refilled = (now - self.granted_at) * self.limit.count / self.limit.per
-        return min(float(self.limit.count), self.shared_level + refilled)
-
-
-def lease_size(limit: RateLimit) -> int:
-    return max(1, limit.count // LEASE_DIVISOR)
 
 
 class ClusterRateLimiter:
@@ -167,7 +113,7 @@ class ClusterRateLimiter:
             socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),  # a retry is a request kept waiting: count alone
         )
-        self._script = self._client.register_script(_SCRIPT)
+        self._script = self._client.register_script(BUCKET_SCRIPT)
         self._alone = InstanceRateLimiter(clock)
         self._leases: dict[str, Lease] = {}
         self._expiring: deque[tuple[str, Lease]] = deque()  # leases in order of expiry
