@@ -29,7 +29,7 @@ from authsvc.config.check import lowered_limit, refusals
 from authsvc.config.load import load_config
 from authsvc.rules.policy import Refused
 from authsvc.rules.tokens import TokenRecord, is_token_id, redact_secrets
-from authsvc.service.key_check import KeyRefused, bind_key, check_key
+from authsvc.service.key_check import KeyRefused, bind_key, check_key, open_checked
 from authsvc.service.runtime import Runtime
 from authsvc.service.secret_key import SecretKeyError
 from authsvc.service.token_service import CLI_ACTOR
@@ -194,7 +194,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 async def _bind_key(config: Config) -> None:
     """Check the key against the store (creating it for a store without tokens)."""
     store = open_store(config.store)
-    await store.open()
+    await open_checked(store, config.secret_key_file)
     try:
         await bind_key(store, config.secret_key_file)
     finally:
@@ -203,7 +203,7 @@ async def _bind_key(config: Config) -> None:
 
 async def _migrate(config: Config, store: TokenStore) -> int:
     """Opening a store applies its pending migrations (under a lock on PostgreSQL)."""
-    await store.open()
+    await open_checked(store, config.secret_key_file)
     try:
         await check_key(store, config.secret_key_file)  # records the key check (schema 3)
     finally:
@@ -349,7 +349,7 @@ async def _config_check(config: Config, store: TokenStore) -> int:
         # checking a file must not create the store as a side effect
         print(f"no token store at {store.name} yet: no tokens to check")
         return 0
-    await store.open()
+    await open_checked(store, config.secret_key_file)
     try:
         await check_key(store, config.secret_key_file)
         records = await store.all_tokens()

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from authsvc.service.key_check import KeyRefused
 from authsvc.service.runtime import Runtime
 from authsvc.store import HOUR, KEY_CHECK, HourlyCount, TokenChange
 from tests.auth_client import auth_client as make_auth_client
@@ -218,6 +219,19 @@ class TestUpgrade:
             assert await store.read_meta(KEY_CHECK) is None
         finally:
             await store.close()
+
+    async def test_a_missing_key_leaves_the_old_schema_alone(
+        self, old_store: OldStore, backend: Backend, tmp_path: Path
+    ) -> None:
+        """Without its key, an old store that holds tokens is refused before anything is
+        written, its schema migration included: the old release can still open it (SPEC
+        §13, "nothing is written"), and no key is made up. (Another key cannot be told
+        from the right one here: a store of the previous release records no check value.)"""
+        config = make_config(tmp_path, store=old_store.url)
+        with pytest.raises(KeyRefused, match="is missing"):
+            await Runtime.open(config, environ={})
+        assert await backend.recorded_versions() == [old_store.release.schema]
+        assert not config.secret_key_file.exists()
 
     async def test_migrate_keeps_every_token_working(
         self,

@@ -33,7 +33,13 @@ from authsvc.backup.replay import ReplayReport, replay_audit
 from authsvc.config import Config
 from authsvc.rules.durations import rfc3339
 from authsvc.service.audit import AuditLog
-from authsvc.service.key_check import check_key, check_value, same_check, tokens_held
+from authsvc.service.key_check import (
+    check_key,
+    check_value,
+    open_checked,
+    same_check,
+    tokens_held,
+)
 from authsvc.service.secret_key import find_secret_key, key_source
 from authsvc.service.token_service import CLI_ACTOR
 from authsvc.store import StoreError, TokenStore, open_snapshots, open_store
@@ -59,7 +65,7 @@ async def take_backup(
 ) -> Manifest:
     """Back the configured store up into ``folder`` (absent or empty; made mode 0700)."""
     store = open_store(config.store)
-    await store.open()
+    await open_checked(store, config.secret_key_file, environ)
     try:
         await check_key(store, config.secret_key_file, environ)
     finally:

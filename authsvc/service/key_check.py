@@ -17,7 +17,8 @@ nothing of it), and every command that opens the store compares:
   refuses a token of another key than the one the store names: two processes that
   opened an empty store with different keys cannot both fill it.
 
-A refusal (:class:`KeyRefused`) writes nothing: no key file, no check value.
+A refusal (:class:`KeyRefused`) writes nothing: no key file, no check value, and not even
+a schema migration (:func:`open_checked` reads the store before opening it).
 """
 
 from __future__ import annotations
@@ -60,6 +61,25 @@ class StoreKey:
     def __init__(self, key: bytes) -> None:
         self.key = key
         self.check = check_value(key)
+
+
+async def open_checked(
+    store: TokenStore, key_file: Path, environ: Mapping[str, str] = os.environ
+) -> None:
+    """Open ``store`` (which creates or migrates its schema) only once it is clear that the
+    key is not refused: a store that holds tokens, read as it is before opening
+    (``TokenStore.key_state``), refuses a missing key or one whose check value is not its
+    own with KeyRefused, and then nothing at all was written, not even a migration. The
+    rest of the check (recording a previous release's key) is :func:`bind_key`'s."""
+    held, stored = await store.key_state()
+    if held:
+        key = find_secret_key(key_file, environ)
+        source = key_source(key_file, environ)
+        if key is None:
+            raise KeyRefused(missing_key_message(source, store.name, held))
+        if stored is not None and not same_check(stored, check_value(key)):
+            raise KeyRefused(other_key_message(source, store.name))
+    await store.open()
 
 
 async def tokens_held(store: TokenStore) -> int:

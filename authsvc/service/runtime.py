@@ -13,7 +13,7 @@ from pathlib import Path
 from authsvc.config import Config
 from authsvc.service.audit import AuditLog
 from authsvc.service.cache import RecordCache
-from authsvc.service.key_check import bind_key
+from authsvc.service.key_check import bind_key, open_checked
 from authsvc.service.live import LiveConfig
 from authsvc.service.lookups import KnownDigests, LookupBudget, TokenLookups
 from authsvc.service.metrics import Metrics
@@ -59,7 +59,7 @@ class Runtime:
         """
         find_secret_key(config.secret_key_file, environ)  # a bad key file fails first
         store = store or open_store(config.store)
-        await store.open()
+        await open_checked(store, config.secret_key_file, environ)  # refusals write nothing
         try:
             store_key = await bind_key(store, config.secret_key_file, environ)
         except BaseException:

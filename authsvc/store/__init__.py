@@ -190,6 +190,12 @@ class TokenStore(Protocol):
         """Whether the store has been created; opening creates it, so a read-only check
         (``config check``) asks this first."""
 
+    async def key_state(self) -> tuple[int, str | None]:
+        """Before :meth:`open`, creating, migrating and writing nothing: how many tokens
+        the store holds and the check value of its key (None before schema 3 or before
+        its first token); ``(0, None)`` for a store not created yet. The key check of SPEC
+        §13 refuses on this, so that a refusal leaves the store exactly as it was."""
+
     async def open(self) -> None:
         """Connect and create or migrate the schema.
 

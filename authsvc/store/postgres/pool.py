@@ -79,6 +79,18 @@ class PgPool:
             raise
         self._pool = pool
 
+    async def inspect(self, job: Callable[[Connection], Awaitable[_T]]) -> _T:
+        """Run ``job`` on a connection of its own, outside the pool and before it opens:
+        nothing is migrated (the key check reads the store as it is)."""
+        with self._errors():
+            conn = await asyncpg.connect(
+                self._url, timeout=self._connect_timeout, command_timeout=self.command_timeout
+            )
+            try:
+                return await job(cast(Connection, conn))
+            finally:
+                await conn.close()
+
     async def close(self, first: Callable[[], Awaitable[None]]) -> None:
         """Refuse new calls at once, await ``first()`` (what must stop before the pool goes),
         then let calls in flight finish and close every connection."""

@@ -36,6 +36,7 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg ships n
 
 from authsvc.rules.tokens import TokenRecord
 from authsvc.store import (
+    KEY_CHECK,
     ChangeCallback,
     HourlyCount,
     ListQuery,
@@ -135,6 +136,21 @@ class PostgresStore:
         return True
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    async def key_state(self) -> tuple[int, str | None]:
+        """Tokens held and the key's check value, read on a connection of its own before
+        the pool opens (nothing migrated or written)."""
+
+        async def read(c: Connection) -> tuple[int, str | None]:
+            version = await migrations.schema_version(c)
+            if version < 1:
+                return 0, None
+            held = as_integer(await c.fetchval("SELECT count(*) FROM tokens"))
+            if version < 3:  # the schema that brought authsvc_meta
+                return held, None
+            return held, await pg_usage.read_meta(c, KEY_CHECK)
+
+        return await self._db.inspect(read)
 
     async def open(self) -> None:
         """Connect the pool and bring the schema to the current version."""

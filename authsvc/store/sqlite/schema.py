@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from authsvc.rules.tokens import TokenRecord, shared_permissions
-from authsvc.store import StoreError, StoreUnavailable
+from authsvc.store import KEY_CHECK, StoreError, StoreUnavailable
 
 _T = TypeVar("_T")
 
@@ -135,6 +135,24 @@ def connect_reader(path: str) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def read_key_state(path: str) -> tuple[int, str | None]:
+    """:meth:`authsvc.store.TokenStore.key_state` of the file at ``path`` (which exists),
+    through a query-only connection: whatever its schema version, nothing is migrated."""
+    conn = connect_reader(path)
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version < 1:
+            return 0, None
+        held = int(conn.execute("SELECT count(*) FROM tokens").fetchone()[0])
+        if version < 3:  # the schema that brought authsvc_meta
+            return held, None
+        row = conn.execute("SELECT value FROM authsvc_meta WHERE name = ?", (KEY_CHECK,))
+        found = row.fetchone()
+        return held, None if found is None else str(found[0])
+    finally:
+        conn.close()
 
 
 def _switch_to_wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> object:

@@ -57,6 +57,7 @@ from authsvc.store.sqlite.schema import (
     SCHEMA_VERSION,
     connect,
     connect_reader,
+    read_key_state,
     record_of,
     transaction,
 )
@@ -119,6 +120,13 @@ class SQLiteStore:
         return os.path.exists(self._path)  # noqa: ASYNC240 - one stat, before the store opens
 
     # -- lifecycle -------------------------------------------------------------------------
+
+    async def key_state(self) -> tuple[int, str | None]:
+        """Tokens held and the key's check value, read without opening (nothing written)."""
+        if not os.path.exists(self._path):  # noqa: ASYNC240 - one stat, before the store opens
+            return 0, None
+        job = functools.partial(read_key_state, self._path)
+        return await asyncio.to_thread(self._guarded, job)
 
     async def open(self) -> None:
         """Create the file (mode 0600) and its directories, set PRAGMAs, migrate the schema."""
