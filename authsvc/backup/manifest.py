@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from authsvc.rules.durations import rfc3339
+from authsvc.service.secret_key import fsync_folder
 from authsvc.store.snapshots import Snapshot
 
 MANIFEST = "manifest.json"
@@ -130,11 +131,7 @@ def write_manifest(folder: Path, manifest: Manifest) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     temp.rename(folder / MANIFEST)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_folder(folder)
 
 
 def read_manifest(folder: Path) -> Manifest:

@@ -128,13 +128,18 @@ class InstanceRateLimiter:
         self._buckets: dict[str, Bucket] = {}
         self._loop = Background("authsvc-ratelimit-prune", self._prune_forever)
 
-    def try_take(self, token_id: str, limit: RateLimit) -> Verdict:
-        now = self._clock()
+    def _bucket(self, token_id: str, limit: RateLimit, now: float) -> Bucket:
+        """The token's bucket, made full on first use, following a changed ``limit``."""
         bucket = self._buckets.get(token_id)
         if bucket is None:
             bucket = self._buckets[token_id] = Bucket(limit, now)
         elif bucket.count != limit.count or bucket.per != limit.per:
             bucket.adapt(limit, now)
+        return bucket
+
+    def try_take(self, token_id: str, limit: RateLimit) -> Verdict:
+        now = self._clock()
+        bucket = self._bucket(token_id, limit, now)
         level = bucket.refill(now)
         if level + EPSILON >= 1.0:
             bucket.level = level = level - 1.0
@@ -165,11 +170,7 @@ class InstanceRateLimiter:
         """Set the token's bucket to ``level`` now: the cluster scope keeps its fallback
         buckets where the shared ones last stood, so an outage grants no fresh burst."""
         now = self._clock()
-        bucket = self._buckets.get(token_id)
-        if bucket is None:
-            bucket = self._buckets[token_id] = Bucket(limit, now)
-        elif bucket.count != limit.count or bucket.per != limit.per:
-            bucket.adapt(limit, now)
+        bucket = self._bucket(token_id, limit, now)
         bucket.level = max(0.0, min(float(limit.count), level))
         bucket.updated = now
 

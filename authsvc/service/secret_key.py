@@ -84,7 +84,7 @@ def _create_key_file(path: Path) -> None:
             os.link(temp, path)
         except FileExistsError:
             return  # another process created it first: its key is the key
-        _fsync_folder(path.parent)  # a key lost in a crash would orphan every token
+        fsync_folder(path.parent)  # a key lost in a crash would orphan every token
     except OSError as error:
         raise SecretKeyError(
             f"cannot create the secret key file {path}: {error.strerror or error}"
@@ -95,7 +95,8 @@ def _create_key_file(path: Path) -> None:
     log.info("created a new secret key file %s (mode 0600)", path)
 
 
-def _fsync_folder(folder: Path) -> None:
+def fsync_folder(folder: Path) -> None:
+    """Make a file created or renamed in ``folder`` survive a crash (its entry synced)."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -99,12 +99,12 @@ async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]
         raise ApiError(
             "unknown_field",
             f"Unknown field(s) {shown}; allowed: {sorted(allowed)}.",
-            field=_one(unknown),
+            field=at_fault(unknown),
         )
     return body
 
 
-def _one(names: list[str]) -> str | None:
+def at_fault(names: list[str]) -> str | None:
     """The input at fault when there is exactly one (cut as messages cut echoed input),
     else None: several bad keys or parameters are no single input to point at."""
     return names[0][:40] if len(names) == 1 else None
@@ -140,7 +140,7 @@ def query_params(request: web.Request, allowed: Set[str], *, hint: str = "") -> 
         raise ApiError(
             "invalid_query",
             f"Unknown query parameter(s): {', '.join(unknown)[:200]}{hint}.",
-            field=_one(unknown),
+            field=at_fault(unknown),
         )
     repeated = sorted(key for key in set(params) if len(params.getall(key)) > 1)
     if repeated:
@@ -148,7 +148,7 @@ def query_params(request: web.Request, allowed: Set[str], *, hint: str = "") -> 
         raise ApiError(
             "invalid_query",
             f"Repeated query parameter(s): {', '.join(repeated)}.",
-            field=_one(repeated),
+            field=at_fault(repeated),
         )
     return params
 

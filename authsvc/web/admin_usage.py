@@ -17,7 +17,7 @@ from aiohttp import web
 
 from authsvc.rules.tokens import is_token_id
 from authsvc.service.usage import hour_of, usage_hours
-from authsvc.web.admin import authorize, query_params
+from authsvc.web.admin import at_fault, authorize, query_params
 from authsvc.web.errors import ApiError
 from authsvc.web.keys import RUNTIME
 
@@ -59,11 +59,6 @@ def parse_rfc3339(text: str) -> float:
     return moment.timestamp() + (1 if leap else 0) + float(f"0{fraction or ''}")
 
 
-def _one(names: list[str]) -> str | None:
-    """The input at fault when there is exactly one (as the list call names it)."""
-    return names[0][:40] if len(names) == 1 else None
-
-
 def _token_id(request: web.Request) -> str:
     """The path's token id; anything not shaped like one is a 404 that echoes nothing."""
     token_id = request.match_info["token_id"]
@@ -92,14 +87,14 @@ def usage_range(request: web.Request, now: float) -> tuple[float, float]:
     end = _instant(params["to"], "to") if "to" in given else now
     start = _instant(params["from"], "from") if "from" in given else end - DEFAULT_SPAN
     # Only one of them given: that one is at fault; both: neither alone.
-    at_fault = _one(given)
+    culprit = at_fault(given)
     if start >= end:
-        raise ApiError(RANGE_CODE, "from must be earlier than to.", field=at_fault)
+        raise ApiError(RANGE_CODE, "from must be earlier than to.", field=culprit)
     if end - start > MAX_SPAN:
         raise ApiError(
             RANGE_CODE,
             "The range from..to is longer than 90 days, the time usage is kept.",
-            field=at_fault,
+            field=culprit,
         )
     return start, end
 
