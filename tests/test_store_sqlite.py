@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -125,6 +126,41 @@ class TestSQLiteUnavailable:
         await locked.insert(blocked, digest_for("blocked"))
         assert await locked.get(blocked.id) == blocked
         await locked.close()
+
+    async def test_key_state_waits_out_a_passing_lock(self, tmp_path: Path) -> None:
+        """The key check's read waits for a connection holding the file, as workers and
+        commands starting together do (WAL recovery, the last close's checkpoint): it used
+        never to wait, and such a start failed with "database is locked"."""
+        path = tmp_path / "tokens.sqlite3"
+        store = SQLiteStore(str(path), busy_timeout_ms=5000)
+        await store.open()
+        await add(store, "held")
+        await store.close()
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # in WAL, blocks readers too
+        holder.execute("BEGIN EXCLUSIVE")
+        release = threading.Timer(0.3, holder.close)  # closing ends the transaction
+        release.start()
+        try:
+            assert (await SQLiteStore(str(path), busy_timeout_ms=5000).key_state())[0] == 1
+        finally:
+            release.join()
+
+    async def test_key_state_of_a_file_locked_too_long(self, tmp_path: Path) -> None:
+        """Past busy_timeout the key check is StoreUnavailable naming the file, not a hang."""
+        path = tmp_path / "tokens.sqlite3"
+        store = SQLiteStore(str(path), busy_timeout_ms=50)
+        await store.open()
+        await store.close()
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            with pytest.raises(StoreUnavailable, match="locked") as caught:
+                await SQLiteStore(str(path), busy_timeout_ms=50).key_state()
+            assert str(path) in str(caught.value)
+        finally:
+            holder.close()
 
     @pytest.mark.parametrize(
         ("code", "outcome"),

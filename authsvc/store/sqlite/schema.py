@@ -124,11 +124,14 @@ def connect(path: str, busy_timeout_ms: int) -> sqlite3.Connection:
     return conn
 
 
-def connect_reader(path: str) -> sqlite3.Connection:
-    """The read-only connection used on the event loop (see ``SQLiteStore.get_by_digest``)."""
-    conn = sqlite3.connect(Path(path), timeout=0, isolation_level=None, check_same_thread=False)
+def connect_reader(path: str, busy_timeout_ms: int = 0) -> sqlite3.Connection:
+    """A query-only connection. With no busy timeout (the default) it never waits, so the
+    store uses it on the event loop (see ``SQLiteStore.get_by_digest``)."""
+    conn = sqlite3.connect(
+        Path(path), timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+    )
     try:
-        conn.execute("PRAGMA busy_timeout = 0")  # never block the event loop
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
         conn.execute("PRAGMA query_only = ON")
         conn.create_function("authsvc_fold", 1, fold, deterministic=True)
     except BaseException:
@@ -137,10 +140,15 @@ def connect_reader(path: str) -> sqlite3.Connection:
     return conn
 
 
-def read_key_state(path: str) -> tuple[int, str | None]:
+def read_key_state(path: str, busy_timeout_ms: int) -> tuple[int, str | None]:
     """:meth:`authsvc.store.TokenStore.key_state` of the file at ``path`` (which exists),
-    through a query-only connection: whatever its schema version, nothing is migrated."""
-    conn = connect_reader(path)
+    through a query-only connection: whatever its schema version, nothing is migrated.
+
+    It waits like the writer does: the first connection to a WAL file recovers its index
+    and the last one to close checkpoints it, each under a short exclusive lock, so workers
+    and commands starting together would otherwise find the file "locked" and fail.
+    """
+    conn = connect_reader(path, busy_timeout_ms)
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version < 1:

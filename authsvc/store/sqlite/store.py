@@ -125,7 +125,7 @@ class SQLiteStore:
         """Tokens held and the key's check value, read without opening (nothing written)."""
         if not os.path.exists(self._path):  # noqa: ASYNC240 - one stat, before the store opens
             return 0, None
-        job = functools.partial(read_key_state, self._path)
+        job = functools.partial(read_key_state, self._path, self._busy_timeout_ms)
         return await asyncio.to_thread(self._guarded, job)
 
     async def open(self) -> None:
