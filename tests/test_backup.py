@@ -20,7 +20,7 @@ from authsvc.rules.tokens import TokenRecord
 from authsvc.service.key_check import KeyRefused, check_value
 from authsvc.service.runtime import Runtime
 from authsvc.store import ListQuery, StoreUnavailable
-from authsvc.store.snapshots import SnapshotError
+from authsvc.store.snapshots import SnapshotError, SnapshotRefused
 from tests.auth_client import auth_client
 from tests.factories import make_config
 from tests.stores import Backend, PostgresBackend
@@ -145,12 +145,23 @@ class TestBackupFolder:
     async def test_a_folder_that_holds_anything_is_refused(
         self, config: Config, tmp_path: Path
     ) -> None:
+        await backed_up(config, tmp_path / "first", count=1)  # a store to back up
         folder = tmp_path / "backup"
         folder.mkdir()
         (folder / "notes.txt").write_text("mine")
         with pytest.raises(BackupRefused, match="not empty"):
             await take_backup(config, folder, KEY)
         assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+    async def test_a_store_that_is_not_there_is_refused_and_not_made(self, tmp_path: Path) -> None:
+        """A store setting that names no file (a typo, the wrong host) is refused: opening
+        it would create an empty store and back that up, as if all were well."""
+        path = tmp_path / "typo" / "tokens.sqlite3"
+        config = make_config(tmp_path, store=f"sqlite:///{path}")
+        with pytest.raises(BackupRefused, match=f"no token store at {path}"):
+            await take_backup(config, tmp_path / "backup", KEY)
+        assert not path.parent.exists()
+        assert not (tmp_path / "backup").exists()
 
     async def test_another_key_is_refused(self, config: Config, tmp_path: Path) -> None:
         """Backing up is opening the store: its key check holds too."""
@@ -172,6 +183,25 @@ class TestRestoreRefusals:
         with pytest.raises(BackupRefused, match="--force"):
             await restore_backup(config, tmp_path / "backup", environ=KEY)
         assert newer.id in await token_ids(config)
+        await restore_backup(config, tmp_path / "backup", force=True, environ=KEY)
+        assert await token_ids(config) == {record.id for record, _ in made}
+
+    async def test_a_store_being_served_is_refused(self, config: Config, tmp_path: Path) -> None:
+        """An instance serving the store (its change feed running, as in serve) makes even a
+        forced restore refused, nothing changed; once it stops, the restore goes ahead.
+        SQLite: the file is in use; PostgreSQL: the instance holds the serving lock."""
+        made = await backed_up(config, tmp_path / "backup")
+        serving = await Runtime.open(config, environ=KEY)
+        feed = serving.change_feed()
+        await feed.start()
+        try:
+            newer, _ = await mint(serving, "Reader")
+            with pytest.raises(SnapshotRefused, match="in use"):
+                await restore_backup(config, tmp_path / "backup", force=True, environ=KEY)
+            assert newer.id in await token_ids(config)
+        finally:
+            await feed.stop()
+            await serving.close()
         await restore_backup(config, tmp_path / "backup", force=True, environ=KEY)
         assert await token_ids(config) == {record.id for record, _ in made}
 

@@ -65,6 +65,11 @@ async def take_backup(
 ) -> Manifest:
     """Back the configured store up into ``folder`` (absent or empty; made mode 0700)."""
     store = open_store(config.store)
+    if not await store.exists():  # opening would create an empty store, and back that up
+        raise BackupRefused(
+            f"there is no token store at {store.name} to back up; check the store setting "
+            f"in {config.path}"
+        )
     await open_checked(store, config.secret_key_file, environ)
     try:
         await check_key(store, config.secret_key_file, environ)

@@ -23,6 +23,10 @@ from authsvc.store.postgres.pool import PgPool
 
 #: The LISTEN/NOTIFY channel; each payload is the hex digest a cache may hold.
 CHANNEL: Final = "authsvc_changes"
+#: The first key of the advisory lock a listening (serving) instance holds shared, with
+#: ``hashtext(schema)`` as the second: a restore takes it exclusively, so it is refused
+#: while any instance serves the schema (any constant works; this one spells "serv").
+SERVING_LOCK: Final = 0x73657276
 
 log = logging.getLogger("authsvc.store")
 
@@ -114,6 +118,12 @@ class Listener:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, on_notify)
+            # held for as long as this connection lives; not taken only while a restore
+            # holds it, and such a restore replaces the store under this instance anyway
+            await conn.fetchval(
+                "SELECT pg_try_advisory_lock_shared($1, hashtext(coalesce(current_schema(), '')))",
+                SERVING_LOCK,
+            )
         except BaseException:
             conn.terminate()
             raise

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from authsvc.store import KEY_CHECK
 from authsvc.store.postgres import migrations
 from authsvc.store.postgres.driver import OUTAGES, Connection
+from authsvc.store.postgres.listen import SERVING_LOCK
 from authsvc.store.postgres.pool import PgPool
 from authsvc.store.snapshots import Snapshot, SnapshotError, SnapshotRefused
 
@@ -151,23 +152,38 @@ class PostgresSnapshots:
                     f"store in {self._db.name} uses {repr(schema) if schema else 'no schema'}: "
                     "restore into a database whose search_path selects that schema"
                 )
+            await self._refuse_while_served(conn, schema)  # and keep serve out until done
             # tables the dump does not hold (a newer schema's) would survive --clean
             extra = [table for table in present if table not in dumped]
             if extra:
                 names = ", ".join(f"{_ident(schema)}.{_ident(t)}" for t in extra)
                 await conn.execute(f"DROP TABLE IF EXISTS {names} CASCADE")
+            arguments = [
+                *("--clean", "--if-exists", "--single-transaction", "--exit-on-error"),
+                *("--no-owner", "--no-privileges"),
+                str(folder / snapshot.file),
+            ]
+            await self._run(pg_restore, arguments)
         except OUTAGES as error:
             raise SnapshotError(
                 f"cannot restore into {self._db.name}: {self._db.scrub(error)}"
             ) from None
         finally:
             await conn.close()
-        arguments = [
-            *("--clean", "--if-exists", "--single-transaction", "--exit-on-error"),
-            *("--no-owner", "--no-privileges"),
-            str(folder / snapshot.file),
-        ]
-        await self._run(pg_restore, arguments)
+
+    async def _refuse_while_served(self, conn: Connection, schema: str) -> None:
+        """SnapshotRefused while an instance serves ``schema``, as a SQLite file in use is
+        refused: an instance left running would fail requests while pg_restore holds the
+        tables, then answer from its cache of the store that was replaced."""
+        free = await conn.fetchval(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))", SERVING_LOCK, schema
+        )
+        if not free:
+            raise SnapshotRefused(
+                f"the token store in {self._db.name} is in use: an authsvc serve is connected "
+                f"to its schema {schema!r}; stop every serve on it (on every host) before "
+                "restoring"
+            )
 
     async def _connect(self) -> Connection:
         try:
