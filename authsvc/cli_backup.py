@@ -131,12 +131,12 @@ def _print_restore(folder: Path, restored: Restored, replayed: list[Path] | None
             report.rotated,
         ),
         (
-            "deleted (a leaked previous secret cannot be ended alone; issue a new token)",
+            "grace ended (its previous secret was revoked as leaked after the backup)",
             report.leaked_previous,
         ),
         ("permissions / rate limit set again", report.updated),
         ("LOST (created after the backup: issue them again)", report.lost),
-        ("previous secret works again until its grace ends (rotate to end it)", report.graces_back),
+        ("grace ended (its new secret was in use after the backup)", report.graces_ended),
     )
     for what, ids in lines:
         if ids:

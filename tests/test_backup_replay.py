@@ -54,6 +54,8 @@ class Story:
     leaked: tuple[TokenRecord, str]
     graced: tuple[TokenRecord, str]  # rotated with a grace before the backup; this
     graced_current: str  # previous secret was revoked as leaked after it
+    switched: tuple[TokenRecord, str]  # rotated with a grace before the backup; the
+    switched_current: str  # first use of this new secret after it ended the grace
     updated: tuple[TokenRecord, str]
     lost: TokenRecord
     created_and_deleted: TokenRecord
@@ -70,14 +72,20 @@ async def live_through(config: Config, folder: Path) -> Story:
     runtime = await Runtime.open(config, environ=KEY, clock=clock)
     service = runtime.service
     try:
-        kept, deleted, rotated, leaked, graced, updated = [
-            await mint(runtime, "Reader") for _ in range(6)
+        kept, deleted, rotated, leaked, graced, switched, updated = [
+            await mint(runtime, "Reader") for _ in range(7)
         ]
         _, graced_current = await service.rotate(
             actor=CLI, client=None, token_id=graced[0].id, grace="1h"
         )
+        _, switched_current = await service.rotate(
+            actor=CLI, client=None, token_id=switched[0].id, grace="1h"
+        )
         await take_backup(config, folder, KEY)
         clock.shift = 5.0
+        in_grace = await service.lookup(service.digest(switched_current))
+        assert in_grace is not None
+        service.graces.first_use(in_grace, service.digest(switched_current), None)
         await service.delete(actor=CLI, client=None, token_id=deleted[0].id)
         _, new_secret = await service.rotate(actor=CLI, client=None, token_id=rotated[0].id)
         await service.revoke_leaked(actor=SECRET_HOLDER, client=None, secret=leaked[1])
@@ -96,7 +104,18 @@ async def live_through(config: Config, folder: Path) -> Story:
     finally:
         await runtime.close()
     return Story(
-        kept, deleted, rotated, new_secret, leaked, graced, graced_current, updated, lost, gone
+        kept,
+        deleted,
+        rotated,
+        new_secret,
+        leaked,
+        graced,
+        graced_current,
+        switched,
+        switched_current,
+        updated,
+        lost,
+        gone,
     )
 
 
@@ -122,8 +141,8 @@ async def test_changes_after_the_backup_are_made_again(
     assert isinstance(report, ReplayReport)
     assert report.deleted == [story.deleted[0].id, story.leaked[0].id]
     assert report.rotated == [story.rotated[0].id]
-    # a previous secret cannot be ended without its digest: the whole token goes
     assert report.leaked_previous == [story.graced[0].id]
+    assert report.graces_ended == [story.switched[0].id]
     assert report.updated == [story.updated[0].id]
     assert report.lost == [story.lost.id]
     last = len(garbage.splitlines()) + len(lines.splitlines()) + 1
@@ -139,11 +158,11 @@ async def test_changes_after_the_backup_are_made_again(
             story.rotated_new_secret,
             story.leaked[1],
             story.graced[1],
-            story.graced_current,
+            story.switched[1],
         ]
         assert [await auth_status(client, secret) for secret in dead] == [401] * len(dead)
-        assert await auth_status(client, story.kept[1]) == 200
-        assert await auth_status(client, story.updated[1]) == 200
+        alive = [story.kept[1], story.updated[1], story.graced_current, story.switched_current]
+        assert [await auth_status(client, secret) for secret in alive] == [200] * len(alive)
         updated = await runtime.store.get(story.updated[0].id)
     finally:
         await runtime.close()
@@ -157,6 +176,8 @@ async def test_changes_after_the_backup_are_made_again(
     assert restores[0]["details"]["deleted"] == 2
     assert restores[0]["details"]["rotated_deleted"] == 1
     assert restores[0]["details"]["lost"] == 1
+    assert restores[0]["details"]["leaked_previous_ended"] == 1
+    assert restores[0]["details"]["graces_ended"] == 1
     assert restores[0]["details"]["unreadable_lines"] == 4
 
 

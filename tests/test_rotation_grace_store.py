@@ -90,6 +90,14 @@ class TestEndGrace:
         assert await store.end_grace(token_id, previous, previous=True) == (current, previous)
         assert await store.get_by_digest(previous) is None
 
+    async def test_without_a_digest(self, store: TokenStore) -> None:
+        """digest None (a restore's replay) ends whichever grace is running; none: None."""
+        token_id, previous, current = await rotated_with_grace(store, "replayed")
+        assert await store.end_grace(token_id, None) == (current, previous)
+        assert await store.get_by_digest(previous) is None
+        assert await store.get_by_digest(current) is not None
+        assert await store.end_grace(token_id, None) is None
+
     async def test_a_grace_replaced_by_another_rotation_is_left_alone(
         self, store: TokenStore
     ) -> None:

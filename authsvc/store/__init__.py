@@ -268,12 +268,13 @@ class TokenStore(Protocol):
         is logged as a change too)."""
 
     async def end_grace(
-        self, token_id: str, digest: bytes, *, previous: bool = False
+        self, token_id: str, digest: bytes | None, *, previous: bool = False
     ) -> tuple[bytes, bytes] | None:
         """End a grace early: forget the token's previous secret, provided ``digest`` is
         still the token's current digest (with ``previous``: its previous digest), and log
         both digests as changes; (current digest, previous digest), or None when there is
-        no such grace (over, or replaced by another rotation)."""
+        no such grace (over, or replaced by another rotation). ``digest`` None ends
+        whichever grace the token is in (a restore's replay, which knows no digest)."""
 
     async def delete(self, token_id: str, *, digest: bytes | None = None) -> bytes | None:
         """Delete a token (only while its current digest is ``digest``, when given), and

@@ -335,18 +335,18 @@ class PostgresStore:
         return await self._db.write(body)
 
     async def end_grace(
-        self, token_id: str, digest: bytes, *, previous: bool = False
+        self, token_id: str, digest: bytes | None, *, previous: bool = False
     ) -> tuple[bytes, bytes] | None:
         """Forget the token's previous secret, if ``digest`` is still its current secret's
-        (or, with ``previous``, that previous secret's); (current digest, previous
-        digest), or None when there is nothing to end."""
+        (or, with ``previous``, that previous secret's; None: whichever); (current
+        digest, previous digest), or None when there is nothing to end."""
 
         async def body(c: Connection) -> tuple[bytes, bytes] | None:
             found = await c.fetchrow(_DIGESTS_FOR_UPDATE, token_id)
             if found is None or found["previous_digest"] is None:
                 return None
             current, kept = as_blob(found["digest"]), as_blob(found["previous_digest"])
-            if (kept if previous else current) != digest:
+            if digest is not None and (kept if previous else current) != digest:
                 return None  # rotated meanwhile: that grace is over already
             await c.execute(
                 "UPDATE tokens SET previous_digest = NULL, grace_ends_at = NULL WHERE id = $1",

@@ -327,17 +327,17 @@ class SQLiteStore:
         return await self._run(lambda c: transaction(c, body))
 
     async def end_grace(
-        self, token_id: str, digest: bytes, *, previous: bool = False
+        self, token_id: str, digest: bytes | None, *, previous: bool = False
     ) -> tuple[bytes, bytes] | None:
         """Forget the token's previous secret, if ``digest`` is still its current secret's
-        (or, with ``previous``, that previous secret's); (current digest, previous
-        digest), or None when there is nothing to end."""
+        (or, with ``previous``, that previous secret's; None: whichever); (current
+        digest, previous digest), or None when there is nothing to end."""
 
         def body(c: sqlite3.Connection) -> tuple[bytes, bytes] | None:
             digests = self._digests(c, token_id)
             if digests is None or digests[1] is None:
                 return None
-            if (digests[1] if previous else digests[0]) != digest:
+            if digest is not None and (digests[1] if previous else digests[0]) != digest:
                 return None  # rotated meanwhile: that grace is over already
             c.execute(
                 "UPDATE tokens SET previous_digest = NULL, grace_ends_at = NULL WHERE id = ?",
