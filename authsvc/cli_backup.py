@@ -131,7 +131,7 @@ def _print_restore(folder: Path, restored: Restored, replayed: list[Path] | None
             report.rotated,
         ),
         (
-            "grace ended (its previous secret was revoked as leaked after the backup)",
+            "deleted (a previous secret revoked as leaked after the backup; issue a new token)",
             report.leaked_previous,
         ),
         ("permissions / rate limit set again", report.updated),

@@ -42,8 +42,8 @@ from authsvc.service.key_check import (
 )
 from authsvc.service.secret_key import find_secret_key, key_source
 from authsvc.service.token_service import CLI_ACTOR
-from authsvc.store import StoreError, TokenStore, open_snapshots, open_store
-from authsvc.store.snapshots import SnapshotError
+from authsvc.store import StoreError, open_snapshots, open_store
+from authsvc.store.snapshots import SnapshotError, Snapshots
 
 
 class BackupRefused(Exception):
@@ -109,7 +109,33 @@ async def restore_backup(
     _check_key(manifest, config, environ)
     for path in replay or ():
         _check_readable(path)
-    held = await _tokens_in(store)
+    async with snapshots.exclusive():  # no instance serves the store until the replay is done
+        return await _restore(
+            config,
+            folder,
+            manifest,
+            snapshots,
+            force=force,
+            replay=replay,
+            environ=environ,
+            clock=clock,
+        )
+
+
+async def _restore(
+    config: Config,
+    folder: Path,
+    manifest: Manifest,
+    snapshots: Snapshots,
+    *,
+    force: bool,
+    replay: Sequence[Path] | None,
+    environ: Mapping[str, str],
+    clock: Callable[[], float],
+) -> Restored:
+    """The restore itself, once the store is held for it."""
+    store = open_store(config.store)
+    held, _ = await store.key_state()  # read as it is: nothing migrated before the refusal
     if held and not force:
         raise BackupRefused(
             f"the token store {store.name} holds {held} token(s): a restore replaces the "
@@ -117,7 +143,6 @@ async def restore_backup(
             "empty store"
         )
     await snapshots.put_back(folder, manifest.snapshot)
-    store = open_store(config.store)
     await store.open()  # brings an older snapshot's schema up to date
     try:
         await check_key(store, config.secret_key_file, environ)
@@ -201,17 +226,6 @@ def _check_readable(path: Path) -> None:
         raise BackupRefused(
             f"cannot read the audit log {path}: {error.strerror or error}"
         ) from None
-
-
-async def _tokens_in(store: TokenStore) -> int:
-    """How many tokens the configured store holds (0 when it does not exist)."""
-    if not await store.exists():
-        return 0
-    await store.open()
-    try:
-        return await tokens_held(store)
-    finally:
-        await store.close()
 
 
 def _prepare(folder: Path) -> bool:

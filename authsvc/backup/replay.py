@@ -14,15 +14,16 @@ is then deleted although its new secret was saved: the safe side.
 - ``token.delete`` and ``token.revoke_leaked`` of a current secret: the token is deleted;
 - ``token.rotate``: the token is deleted (its new secret is in no backup: issue a new one);
 - ``token.revoke_leaked`` of a previous secret still in its grace in the restored store:
-  that grace is ended, as it was live (the current secret keeps working);
+  the token is deleted. Live, only that grace was ended; but if the logs miss a rotation
+  (a host's file left out), the restored grace is an older one, and ending it would leave
+  the leaked secret working as the current one. A leaked secret must not work again;
 - ``token.update``: its permissions and rate limit (whichever it changed) are set again;
 - ``token.create``: a token made after the backup is lost (its digest is in no backup),
   unless it was deleted afterwards anyway;
-- ``token.grace_ended``: the grace is ended again (the client had switched to the new
-  secret after the backup), so the previous secret does not work again.
-
-A grace the restored store holds is the one these records ended: a rotation after the
-backup would have started another, and its record deletes the token.
+- ``token.grace_ended``: a grace still running in the restored store is ended again (the
+  client had switched to the new secret after the backup), so the previous secret does
+  not work again. With every log given, it is the grace that record ended: a rotation
+  after the backup would have started another, and its record deletes the token.
 
 Writes go straight to the store (not through TokenService, which would audit each again);
 the restore is audited once, with the counts. A line that is not a readable record is
@@ -51,7 +52,7 @@ class ReplayReport:
 
     deleted: list[str] = field(default_factory=list)
     rotated: list[str] = field(default_factory=list)  # deleted: rotated after the backup
-    leaked_previous: list[str] = field(default_factory=list)  # grace ended: see the module
+    leaked_previous: list[str] = field(default_factory=list)  # deleted: see the module
     updated: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)  # created after the backup, still meant to exist
     graces_ended: list[str] = field(default_factory=list)
@@ -66,7 +67,7 @@ class ReplayReport:
             "records_applied": self.applied,
             "deleted": len(self.deleted),
             "rotated_deleted": len(self.rotated),
-            "leaked_previous_ended": len(self.leaked_previous),
+            "leaked_previous_deleted": len(self.leaked_previous),
             "updated": len(self.updated),
             "lost": len(self.lost),
             "graces_ended": len(self.graces_ended),
@@ -141,7 +142,7 @@ async def _apply(
         if await store.delete(target) is not None:
             _add(report.rotated, target)
     elif record.action == "token.revoke_leaked":
-        if await _ended_grace(store, target, now):
+        if await _in_grace(store, target, now) and await store.delete(target) is not None:
             _add(report.leaked_previous, target)
     elif record.action == "token.update":
         if await store.update_token(target, _change(record.details)) is not None:
@@ -154,11 +155,16 @@ async def _apply(
     return True
 
 
+async def _in_grace(store: TokenStore, token_id: str, now: float) -> bool:
+    record = await store.get(token_id)
+    return record is not None and record.grace_ends_at is not None and record.grace_ends_at > now
+
+
 async def _ended_grace(store: TokenStore, token_id: str, now: float) -> bool:
     """End the token's grace, if one is still running; whether one was."""
-    record = await store.get(token_id)
-    running = record is not None and record.grace_ends_at is not None and record.grace_ends_at > now
-    return running and await store.end_grace(token_id, None) is not None
+    return (
+        await _in_grace(store, token_id, now) and await store.end_grace(token_id, None) is not None
+    )
 
 
 def _change(details: dict[str, Any]) -> TokenChange:

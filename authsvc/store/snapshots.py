@@ -9,6 +9,7 @@ schema version) are read from that same moment, so they describe the file exactl
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +51,13 @@ class Snapshots(Protocol):
         """Write a consistent snapshot of the live store into ``folder`` (an empty folder
         of mode 0700; the file is made 0600) and read its facts from it."""
 
+    def exclusive(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """The store kept for one restore, from its first look at the store to its last
+        write: SnapshotRefused while an instance serves it. PostgreSQL: its serving lock,
+        which instances starting meanwhile wait for; SQLite: nothing to hold, as
+        :meth:`put_back` refuses a file another process has open."""
+
     async def put_back(self, folder: Path, snapshot: Snapshot) -> None:
         """Replace the store's content by ``snapshot`` (from ``folder``), all or nothing
-        where the backend allows. The caller has checked that the store may be replaced
-        (absent, holding no token, or ``--force``) and that no authsvc serves it."""
+        where the backend allows, inside :meth:`exclusive`. The caller has checked that the
+        store may be replaced (absent, holding no token, or ``--force``)."""

@@ -20,13 +20,15 @@ from typing import Final
 from authsvc.store import ChangeCallback
 from authsvc.store.postgres.driver import OUTAGES, Connection
 from authsvc.store.postgres.pool import PgPool
+from authsvc.store.postgres.serving import RestoreRunning, mark_serving
 
 #: The LISTEN/NOTIFY channel; each payload is the hex digest a cache may hold.
 CHANNEL: Final = "authsvc_changes"
-#: The first key of the advisory lock a listening (serving) instance holds shared, with
-#: ``hashtext(schema)`` as the second: a restore takes it exclusively, so it is refused
-#: while any instance serves the schema (any constant works; this one spells "serv").
-SERVING_LOCK: Final = 0x73657276
+#: While a restore runs, how often a starting instance tries again, and says it waits.
+RESTORE_RETRY: Final = 1.0
+RESTORE_LOG_EVERY: Final = 30
+#: What a reconnect retries after: an outage, or a restore holding the store.
+_RETRIED: Final[tuple[type[BaseException], ...]] = (*OUTAGES, RestoreRunning)
 
 log = logging.getLogger("authsvc.store")
 
@@ -46,11 +48,12 @@ class Listener:
         return self._conn is not None and not self._conn.is_closed()
 
     async def start(self, callback: ChangeCallback) -> None:
-        """Try to connect once, then keep (re)connecting in a background task until stopped."""
+        """Try to connect once (waiting while a restore runs on the store), then keep
+        (re)connecting in a background task until stopped."""
         if self._task is not None:
             raise RuntimeError(f"token store {self._db.name} is already listening")
         try:
-            lost: asyncio.Event | None = await self._connect(callback)
+            lost: asyncio.Event | None = await self._connect_after_restore(callback)
         except OUTAGES as exc:
             log.warning(
                 "token store %s: cannot listen for changes yet: %s",
@@ -82,7 +85,7 @@ class Listener:
                 delay = min(delay * 2, 2.0)
                 try:
                     lost = await self._connect(callback)
-                except OUTAGES as exc:
+                except _RETRIED as exc:
                     log.warning(
                         "token store %s: listen reconnect failed: %s",
                         self._db.name,
@@ -98,6 +101,19 @@ class Listener:
                 conn.terminate()
             log.warning("token store %s: lost the change notification connection", self._db.name)
             lost = None
+
+    async def _connect_after_restore(self, callback: ChangeCallback) -> asyncio.Event:
+        """Connect; while a restore holds the store, wait for it to end: serving the store
+        it is replacing, before its audit replay, could bring revoked secrets back."""
+        tries = 0
+        while True:
+            try:
+                return await self._connect(callback)
+            except RestoreRunning as running:
+                if tries % RESTORE_LOG_EVERY == 0:
+                    log.warning("%s: waiting for it to finish before serving", running)
+                tries += 1
+            await asyncio.sleep(RESTORE_RETRY)
 
     async def _connect(self, callback: ChangeCallback) -> asyncio.Event:
         """Connect and LISTEN; the event is set when that connection is gone."""
@@ -118,12 +134,7 @@ class Listener:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, on_notify)
-            # held for as long as this connection lives; not taken only while a restore
-            # holds it, and such a restore replaces the store under this instance anyway
-            await conn.fetchval(
-                "SELECT pg_try_advisory_lock_shared($1, hashtext(coalesce(current_schema(), '')))",
-                SERVING_LOCK,
-            )
+            await mark_serving(conn, self._db.name)  # for as long as this connection lives
         except BaseException:
             conn.terminate()
             raise

@@ -19,17 +19,18 @@ password in a tool's message is blanked out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from authsvc.store import KEY_CHECK
 from authsvc.store.postgres import migrations
 from authsvc.store.postgres.driver import OUTAGES, Connection
-from authsvc.store.postgres.listen import SERVING_LOCK
 from authsvc.store.postgres.pool import PgPool
+from authsvc.store.postgres.serving import hold_for_restore
 from authsvc.store.snapshots import Snapshot, SnapshotError, SnapshotRefused
 
 SNAPSHOT_FILE = "authsvc.pgdump"
@@ -138,6 +139,23 @@ class PostgresSnapshots:
             target.name, count, key_check, version, {"schema": schema, "tables": list(tables)}
         )
 
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Hold the schema's serving lock exclusively (:mod:`~authsvc.store.postgres.serving`):
+        refused while an instance serves it; instances starting meanwhile wait."""
+        conn = await self._connect()
+        try:
+            try:
+                schema = await conn.fetchval("SELECT coalesce(current_schema(), '')")
+                await hold_for_restore(conn, str(schema), self._db.name)
+            except OUTAGES as error:
+                raise SnapshotError(
+                    f"cannot restore into {self._db.name}: {self._db.scrub(error)}"
+                ) from None
+            yield
+        finally:
+            await conn.close()
+
     async def put_back(self, folder: Path, snapshot: Snapshot) -> None:
         """pg_restore the dump into the store's schema, in one transaction."""
         pg_restore = _tool("pg_restore")
@@ -152,7 +170,6 @@ class PostgresSnapshots:
                     f"store in {self._db.name} uses {repr(schema) if schema else 'no schema'}: "
                     "restore into a database whose search_path selects that schema"
                 )
-            await self._refuse_while_served(conn, schema)  # and keep serve out until done
             # tables the dump does not hold (a newer schema's) would survive --clean
             extra = [table for table in present if table not in dumped]
             if extra:
@@ -170,20 +187,6 @@ class PostgresSnapshots:
             ) from None
         finally:
             await conn.close()
-
-    async def _refuse_while_served(self, conn: Connection, schema: str) -> None:
-        """SnapshotRefused while an instance serves ``schema``, as a SQLite file in use is
-        refused: an instance left running would fail requests while pg_restore holds the
-        tables, then answer from its cache of the store that was replaced."""
-        free = await conn.fetchval(
-            "SELECT pg_try_advisory_lock($1, hashtext($2))", SERVING_LOCK, schema
-        )
-        if not free:
-            raise SnapshotRefused(
-                f"the token store in {self._db.name} is in use: an authsvc serve is connected "
-                f"to its schema {schema!r}; stop every serve on it (on every host) before "
-                "restoring"
-            )
 
     async def _connect(self) -> Connection:
         try:

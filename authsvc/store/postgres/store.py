@@ -446,8 +446,10 @@ class PostgresStore:
         whole cache (notifications are not durable). Callbacks run on the event loop and must
         not block; an exception in one is logged and ignored.
 
-        Uses one dedicated connection, not one from the pool. The first connection attempt
-        happens before this returns; when it fails, or whenever the connection is lost later,
+        Uses one dedicated connection, not one from the pool, which also marks this
+        instance as serving the schema (:mod:`~authsvc.store.postgres.serving`; a restore
+        running on it is waited for). The first connection attempt happens before this
+        returns; when it fails, or whenever the connection is lost later,
         a background task reconnects with capped exponential backoff and then calls
         ``callback(None)`` — only once it is listening again, so nothing read in between can
         survive. Start listening before filling a cache. :meth:`close` stops it.

@@ -5,8 +5,9 @@ returns. The file is created with mode 0600 (its directories as needed). The sch
 lives in ``PRAGMA user_version``; :func:`migrate` runs every missing step in one
 ``BEGIN IMMEDIATE`` transaction, and refuses a database from a newer authsvc untouched.
 
-Everything here blocks: the store calls it on its worker thread (the read-only connection of
-:func:`connect_reader` never waits, so it may be used on the event loop).
+Everything here blocks: the store calls it on its worker thread (a read-only connection of
+:func:`connect_reader` with no busy timeout never waits, so it may be used on the event
+loop).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import contextlib
 import os
 import secrets
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -40,6 +41,11 @@ class SQLiteSnapshots:
     async def take(self, folder: Path) -> Snapshot:
         """Copy the live file into ``folder``; its facts, read from the copy."""
         return await asyncio.to_thread(self._take, folder / SNAPSHOT_FILE)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """Nothing to hold: :meth:`put_back` refuses a file another process has open."""
+        yield
 
     async def put_back(self, folder: Path, snapshot: Snapshot) -> None:
         """Replace the store file by the snapshot's copy, atomically."""

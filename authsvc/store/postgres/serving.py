@@ -1,0 +1,65 @@
+"""The serving mark: how a restore and the instances serving a PostgreSQL schema keep out of
+each other's way (SPEC §13), through one session-level advisory lock per schema.
+
+- Each serving instance holds the lock *shared* on its LISTEN connection, for as long as that
+  connection lives (:mod:`authsvc.store.postgres.listen` takes it again on every reconnect).
+- A restore holds it *exclusively* from before it looks at the store until its audit replay
+  is done. It is refused while any instance holds it; an instance that starts meanwhile waits.
+
+A SQLite file needs none of this: a restore refuses a file another process has open.
+The lock's keys are ``(SERVING_LOCK, hashtext(schema))``. The two-key form lives in another
+key space than the one-key locks of the migrations and the key claim, so they never meet.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from authsvc.store import StoreError
+from authsvc.store.postgres.driver import Connection
+from authsvc.store.snapshots import SnapshotRefused
+
+#: The lock's first key (any constant works; this one spells "serv").
+SERVING_LOCK: Final = 0x73657276
+
+_SCHEMA: Final = "hashtext(coalesce(current_schema(), ''))"
+#: Who holds the lock of a schema ($2) besides this session: advisory locks of two int4
+#: keys show the first in ``classid``, the second (as unsigned) in ``objid``, 2 in ``objsubid``.
+_HOLDERS: Final = (
+    "SELECT a.pid, host(a.client_addr) AS client, a.backend_start"
+    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+    " AND l.classid = $1::int8::oid AND l.objid = (hashtext($2)::int8 & 4294967295)::oid"
+    " AND l.pid <> pg_backend_pid()"
+)
+
+
+class RestoreRunning(StoreError):
+    """A restore holds the schema: an instance may not serve it until the restore ends."""
+
+
+async def mark_serving(conn: Connection, store_name: str) -> None:
+    """Hold the schema's serving lock shared on ``conn`` (until it closes);
+    :class:`RestoreRunning` when a restore holds it."""
+    held = await conn.fetchval(f"SELECT pg_try_advisory_lock_shared($1, {_SCHEMA})", SERVING_LOCK)
+    if not held:
+        raise RestoreRunning(f"a restore is running on the token store {store_name}")
+
+
+async def hold_for_restore(conn: Connection, schema: str, store_name: str) -> None:
+    """Hold ``schema``'s serving lock exclusively on ``conn`` (until it closes);
+    SnapshotRefused, naming the sessions that hold it, when anything else does."""
+    if await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SERVING_LOCK, schema):
+        return
+    rows = await conn.fetch(_HOLDERS, SERVING_LOCK, schema)
+    sessions = ", ".join(
+        f"pid {row['pid']} from {row['client'] or 'a local socket'} since "
+        f"{row['backend_start']:%Y-%m-%d %H:%M:%S %Z}"
+        for row in rows
+    )
+    raise SnapshotRefused(
+        f"the token store {store_name} (schema {schema!r}) is in use: an authsvc serve, or "
+        f"another restore, holds it ({sessions or 'a session that just ended'}). Stop every "
+        "serve on it, on every host, and restore again; a session left by a host that died "
+        "ends with SELECT pg_terminate_backend(pid)"
+    )

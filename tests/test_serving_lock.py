@@ -1,0 +1,127 @@
+"""The serving mark of PostgreSQL stores (authsvc/store/postgres/serving.py): a restore is
+refused while an instance serves the schema, an instance starting during a restore waits
+for it, a listener that reconnects marks the schema again, and the restore holds the
+schema until its audit replay is done. Both stores' refusal of a served store:
+tests/test_backup.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from authsvc.backup import commands
+from authsvc.backup.commands import restore_backup, take_backup
+from authsvc.backup.replay import ReplayReport
+from authsvc.backup.replay import replay_audit as real_replay
+from authsvc.service.runtime import Runtime
+from authsvc.store import TokenStore
+from authsvc.store.postgres import listen
+from authsvc.store.postgres.serving import RestoreRunning, mark_serving
+from authsvc.store.postgres.snapshot import PostgresSnapshots
+from authsvc.store.postgres.store import PostgresStore
+from authsvc.store.snapshots import SnapshotRefused
+from tests.factories import make_config
+from tests.pg import PgSchema, connect
+from tests.stores import Heard
+from tests.waiting import within
+from tests.webapp import mint
+
+KEY = {"AUTHSVC_SECRET_KEY": "k" * 40}
+HANG = 10.0
+
+
+@pytest.fixture
+async def served(pg_schema: PgSchema) -> PostgresStore:
+    """An opened store on the test's schema (listening is up to the test)."""
+    store = PostgresStore(pg_schema.url)
+    await store.open()
+    return store
+
+
+async def test_a_restore_is_refused_naming_who_serves(
+    served: PostgresStore, pg_schema: PgSchema
+) -> None:
+    """The refusal names the serving session, so a host that died can be found."""
+    await served.listen(Heard())
+    try:
+        with pytest.raises(SnapshotRefused, match=r"in use: .* \(pid \d+ from "):
+            async with PostgresSnapshots(pg_schema.url).exclusive():
+                pass
+    finally:
+        await served.close()
+    async with PostgresSnapshots(pg_schema.url).exclusive():
+        pass  # free once the instance is gone
+
+
+async def test_an_instance_starting_during_a_restore_waits(
+    served: PostgresStore, pg_schema: PgSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """listen() (serve's start) does not return while a restore holds the schema; once the
+    restore ends it holds the mark, and the next restore is refused."""
+    monkeypatch.setattr(listen, "RESTORE_RETRY", 0.05)
+    snapshots = PostgresSnapshots(pg_schema.url)
+    try:
+        async with snapshots.exclusive():
+            starting = asyncio.create_task(served.listen(Heard()))
+            await asyncio.sleep(0.5)
+            assert not starting.done()
+        await asyncio.wait_for(starting, HANG)
+        assert served.listening
+        with pytest.raises(SnapshotRefused, match="in use"):
+            async with snapshots.exclusive():
+                pass
+    finally:
+        await served.close()
+
+
+async def test_a_listener_that_reconnects_marks_again(
+    served: PostgresStore, pg_schema: PgSchema
+) -> None:
+    """The mark lives on the listener's connection: killed, it is taken again on reconnect."""
+    heard = Heard()
+    await served.listen(heard)
+    try:
+        await pg_schema.terminate_backends()
+        await within(HANG, lambda: heard.calls == [None], "the reconnect")
+        assert served.listening
+        with pytest.raises(SnapshotRefused, match="in use"):
+            async with PostgresSnapshots(pg_schema.url).exclusive():
+                pass
+    finally:
+        await served.close()
+
+
+async def test_the_restore_holds_the_schema_through_its_replay(
+    pg_schema: PgSchema, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the audit replay runs, no instance can mark the schema as served: one starting
+    then would serve secrets the replay has not revoked yet."""
+    config = make_config(tmp_path, store=pg_schema.url, audit_log=str(tmp_path / "audit.log"))
+    runtime = await Runtime.open(config, environ=KEY)
+    try:
+        await mint(runtime, "Reader")
+    finally:
+        await runtime.close()
+    await take_backup(config, tmp_path / "backup", KEY)
+    tried: list[str] = []
+
+    async def replay_while_serving_tried(
+        store: TokenStore, paths: Sequence[Path], since: float, *, now: Callable[[], float]
+    ) -> ReplayReport:
+        conn = await connect(pg_schema.url)
+        try:
+            with pytest.raises(RestoreRunning):
+                await mark_serving(conn, "the test's store")
+            tried.append("refused")
+        finally:
+            await conn.close()
+        return await real_replay(store, paths, since, now=now)
+
+    monkeypatch.setattr(commands, "replay_audit", replay_while_serving_tried)
+    await restore_backup(
+        config, tmp_path / "backup", force=True, replay=[config.audit_log], environ=KEY
+    )
+    assert tried == ["refused"]
