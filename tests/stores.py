@@ -165,7 +165,7 @@ class PostgresBackend:
 
     schema: PgSchema
     schema_version: int = migrations.SCHEMA_VERSION
-    exists_before_open: bool = True  # the database is the server's; open makes the schema
+    exists_before_open: bool = False  # no tables in the schema until a store opens it
     pushes: bool = True  # LISTEN/NOTIFY
 
     @property

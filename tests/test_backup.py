@@ -19,7 +19,7 @@ from authsvc.config import Config
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.key_check import KeyRefused, check_value
 from authsvc.service.runtime import Runtime
-from authsvc.store import ListQuery, StoreUnavailable
+from authsvc.store import ListQuery, StoreUnavailable, open_store
 from authsvc.store.snapshots import SnapshotError, SnapshotRefused
 from tests.auth_client import auth_client
 from tests.factories import make_config
@@ -153,14 +153,16 @@ class TestBackupFolder:
             await take_backup(config, folder, KEY)
         assert [p.name for p in folder.iterdir()] == ["notes.txt"]
 
-    async def test_a_store_that_is_not_there_is_refused_and_not_made(self, tmp_path: Path) -> None:
-        """A store setting that names no file (a typo, the wrong host) is refused: opening
-        it would create an empty store and back that up, as if all were well."""
-        path = tmp_path / "typo" / "tokens.sqlite3"
-        config = make_config(tmp_path, store=f"sqlite:///{path}")
-        with pytest.raises(BackupRefused, match=f"no token store at {path}"):
+    async def test_a_store_that_is_not_there_is_refused_and_not_made(
+        self, config: Config, tmp_path: Path
+    ) -> None:
+        """A store setting that names no store (a typo in the file name or search_path, the
+        wrong host) is refused: opening it would create an empty store and back that up,
+        as if all were well."""
+        store = open_store(config.store)
+        with pytest.raises(BackupRefused, match=f"no token store at {store.name}"):
             await take_backup(config, tmp_path / "backup", KEY)
-        assert not path.parent.exists()
+        assert not await store.exists()
         assert not (tmp_path / "backup").exists()
 
     async def test_another_key_is_refused(self, config: Config, tmp_path: Path) -> None:

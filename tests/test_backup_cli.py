@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from authsvc.backup.commands import take_backup
+from authsvc.store import open_store
 from authsvc.store.postgres.snapshot import tool_environment
 from tests.factories import make_config
 from tests.pg import PgSchema, with_address
@@ -107,6 +108,9 @@ async def test_the_password_never_reaches_a_command_line(
         seen.append((argv, options))
         return await real(*argv, **options)
 
+    store = open_store(url)  # a store to back up (its tables)
+    await store.open()
+    await store.close()
     monkeypatch.setattr(asyncio, "create_subprocess_exec", spy)
     manifest = await take_backup(config, tmp_path / "backup", {"AUTHSVC_SECRET_KEY": "k" * 40})
     assert [Path(argv[0]).name for argv, _ in seen] == ["pg_dump"]

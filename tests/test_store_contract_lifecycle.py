@@ -71,9 +71,8 @@ class TestIdentity:
         assert await backend.recorded_versions() == [store.schema_version]
 
     async def test_exists(self, new_store: StoreFactory, backend: Backend) -> None:
-        """exists creates nothing and is True once the store was opened, closed or not."""
-        # before any open it is the backend's answer: SQLite has no file yet (False), the
-        # PostgreSQL database is the server's (True)
+        """exists creates nothing and is True once the store was opened, closed or not
+        (SQLite: its file; PostgreSQL: its tables in the schema)."""
         store = new_store()
         assert await store.exists() is backend.exists_before_open
         assert await backend.schema_objects() == set()

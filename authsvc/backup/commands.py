@@ -67,8 +67,9 @@ async def take_backup(
     store = open_store(config.store)
     if not await store.exists():  # opening would create an empty store, and back that up
         raise BackupRefused(
-            f"there is no token store at {store.name} to back up; check the store setting "
-            f"in {config.path}"
+            f"there is no token store at {store.name} to back up (SQLite: no such file; "
+            "PostgreSQL: no authsvc tables in the schema its search_path selects); check "
+            f"the store setting in {config.path}"
         )
     await open_checked(store, config.secret_key_file, environ)
     try:

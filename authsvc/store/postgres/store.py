@@ -132,8 +132,13 @@ class PostgresStore:
         return migrations.SCHEMA_VERSION
 
     async def exists(self) -> bool:
-        """Always: the database is the server's; opening creates only the schema in it."""
-        return True
+        """Whether the schema holds a store (its version table), asked on a connection of
+        its own: nothing is created (opening creates the tables)."""
+
+        async def read(c: Connection) -> bool:
+            return await migrations.schema_version(c) > 0
+
+        return await self._db.inspect(read)
 
     # -- lifecycle -------------------------------------------------------------------------
 
