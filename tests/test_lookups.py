@@ -67,6 +67,24 @@ class TestKnownDigests:
         known.add(digest("loaded"))
         assert digest("loaded") in known
 
+    def test_the_count_is_exact(self) -> None:
+        """A change feed re-adding what the load already holds counts it once, and
+        forgetting what was never known changes nothing: the authsvc_known_tokens gauge
+        (and a test waiting on it) can trust the count."""
+        known = KnownDigests(prefixes("a", "b"))
+        known.add(digest("a"))  # the change of a token the load already saw
+        assert len(known) == 2
+        known.forget(digest("stranger"))
+        assert len(known) == 2
+        known.forget(digest("a"))
+        known.forget(digest("a"))
+        assert len(known) == 1
+        known.add(digest("a"))
+        known.add(digest("c"))
+        known.add(digest("c"))
+        assert len(known) == 3
+        assert [digest(x) in known for x in "abc"] == [True, True, True]
+
     def test_replace_starts_again(self) -> None:
         """A reload drops what was added and forgotten since."""
         known = KnownDigests(prefixes("a"))

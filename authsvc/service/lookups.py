@@ -57,10 +57,12 @@ def _prefix(digest: bytes) -> int:
 class KnownDigests:
     """Which digests the store holds, by their first 8 bytes.
 
-    A sorted array from the store plus two small sets of later news: what was added, and
-    what the store said is gone. A digest the store no longer has may linger in the array
-    until its first lookup finds nothing (then it is forgotten), so a known deleted secret
-    costs at most one lookup without budget.
+    A sorted array from the store plus two small sets of later news: what was added (and
+    is not in the array), and what of the array the store said is gone. So the count is
+    exact: a change feed that re-adds what the array already holds counts it once, and it
+    is what ``authsvc_known_tokens`` shows. A digest the store no longer has may linger in
+    the array until its first lookup finds nothing (then it is forgotten), so a known
+    deleted secret costs at most one lookup without budget.
     """
 
     def __init__(self, prefixes: bytes | None = None) -> None:
@@ -88,20 +90,25 @@ class KnownDigests:
         key = _prefix(digest)
         if key in self._added:
             return True
-        if key in self._gone:
-            return False
-        index = bisect_left(self._sorted, key)
-        return index < len(self._sorted) and self._sorted[index] == key
+        return key not in self._gone and self._in_array(key)
 
     def add(self, digest: bytes) -> None:
         key = _prefix(digest)
-        self._gone.discard(key)
-        self._added.add(key)
+        if key in self._gone:
+            self._gone.discard(key)  # back in the array's count
+        elif not self._in_array(key):
+            self._added.add(key)
 
     def forget(self, digest: bytes) -> None:
         key = _prefix(digest)
-        self._added.discard(key)
-        self._gone.add(key)
+        if key in self._added:
+            self._added.discard(key)
+        elif self._in_array(key):
+            self._gone.add(key)
+
+    def _in_array(self, key: int) -> bool:
+        index = bisect_left(self._sorted, key)
+        return index < len(self._sorted) and self._sorted[index] == key
 
 
 class LookupBudget:
