@@ -34,7 +34,15 @@ from authsvc.service.runtime import Runtime
 from authsvc.service.secret_key import SecretKeyError
 from authsvc.service.token_service import CLI_ACTOR
 from authsvc.service.token_view import token_object
-from authsvc.store import KEEP, ListQuery, StatusBasis, StoreError, TokenStore, open_store
+from authsvc.store import (
+    KEEP,
+    ListQuery,
+    RestoreUnfinished,
+    StatusBasis,
+    StoreError,
+    TokenStore,
+    open_store,
+)
 
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
@@ -83,7 +91,7 @@ def _run_reporting_errors(args: argparse.Namespace, config: Config, store: Token
         return _run(args, config, store)
     except Refused as error:
         return fail(_refusal_message(error, config))
-    except (SecretKeyError, KeyRefused) as error:
+    except (SecretKeyError, KeyRefused, RestoreUnfinished) as error:
         return _key_failure(error, serving=args.command == "serve")
     except StoreError as error:
         return fail(
@@ -95,11 +103,11 @@ def _run_reporting_errors(args: argparse.Namespace, config: Config, store: Token
         return 130
 
 
-def _key_failure(error: SecretKeyError | KeyRefused, *, serving: bool) -> int:
+def _key_failure(error: SecretKeyError | KeyRefused | RestoreUnfinished, *, serving: bool) -> int:
     """An unreadable key: 1. A key that is not the store's (or missing for a store with
-    tokens): 2, which no restart can cure (the systemd unit's RestartPreventExitStatus=2),
-    logged at ERROR by ``serve``."""
-    if not isinstance(error, KeyRefused):
+    tokens), or a store a restore has not finished: 2, which no restart can cure (the
+    systemd unit's RestartPreventExitStatus=2), logged at ERROR by ``serve``."""
+    if isinstance(error, SecretKeyError):
         return fail(str(error))
     if serving:
         logging.getLogger("authsvc.key_check").error("refusing to serve: %s", error)

@@ -19,7 +19,7 @@ from authsvc.config import Config
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.key_check import KeyRefused, check_value
 from authsvc.service.runtime import Runtime
-from authsvc.store import ListQuery, StoreUnavailable, open_store
+from authsvc.store import ListQuery, RestoreUnfinished, StoreUnavailable, open_store
 from authsvc.store.snapshots import SnapshotError, SnapshotRefused
 from tests.auth_client import auth_client
 from tests.factories import make_config
@@ -260,11 +260,12 @@ class TestRestoreRefusals:
             await restore_backup(config, tmp_path / "backup", environ=KEY)
 
 
-async def test_a_replay_that_does_not_finish_says_the_store_is_not_safe(
+async def test_a_restore_that_does_not_finish_leaves_the_store_refused(
     backend: Backend, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The snapshot is in place when the replay fails (the store goes away mid-way): the
-    error must say that revoked tokens may work again and that serve must not start."""
+    error says that revoked tokens may work again, and until a restore finishes, serve and
+    every command refuse the store (RestoreUnfinished) instead of serving it whole."""
     await backed_up(config, tmp_path / "backup")
     await wipe(backend, config)
     audit = tmp_path / "audit.log"
@@ -273,8 +274,16 @@ async def test_a_replay_that_does_not_finish_says_the_store_is_not_safe(
     async def store_gone(*_: object, **__: object) -> None:
         raise StoreUnavailable("connection lost")
 
-    monkeypatch.setattr("authsvc.backup.commands.replay_audit", store_gone)
-    with pytest.raises(SnapshotError) as caught:
-        await restore_backup(config, tmp_path / "backup", replay=[audit], environ=KEY)
+    with monkeypatch.context() as patched:
+        patched.setattr("authsvc.backup.commands.replay_audit", store_gone)
+        with pytest.raises(SnapshotError) as caught:
+            await restore_backup(config, tmp_path / "backup", replay=[audit], environ=KEY)
     assert "may work again" in str(caught.value)
-    assert "Do not start serve" in str(caught.value)
+    assert "refuse this store until a restore finishes" in str(caught.value)
+    with pytest.raises(RestoreUnfinished, match="did not finish"):
+        await Runtime.open(config, environ=KEY)
+    with pytest.raises(RestoreUnfinished):
+        await take_backup(config, tmp_path / "later", KEY)
+
+    await restore_backup(config, tmp_path / "backup", force=True, replay=[audit], environ=KEY)
+    assert len(await token_ids(config)) == 3  # a restore finished: served again

@@ -228,3 +228,44 @@ async def test_several_logs_are_applied_in_time_order(
     alone = await restore_backup(config, tmp_path / "backup", replay=[late], environ=KEY)
     assert isinstance(alone.replay, ReplayReport)
     assert alone.replay.starts_after_backup  # nothing older than the backup: maybe rotated
+
+
+async def test_a_leaked_previous_secret_stays_dead_when_its_rotation_is_missing(
+    backend: Backend, config: Config, tmp_path: Path, aiohttp_client: ClientMaker
+) -> None:
+    """Host A rotated a token with a grace after the backup, host B then revoked its
+    previous secret as leaked, and only B's log is given: the restored token's current
+    secret is the leaked one, so the replay deletes the token (ending a grace would leave
+    the leaked secret working)."""
+    clock = ShiftedClock()
+    runtime = await Runtime.open(config, environ=KEY, clock=clock)
+    try:
+        token, leaked = await mint(runtime, "Reader")
+        await take_backup(config, tmp_path / "backup", KEY)
+        clock.shift = 5.0
+        await runtime.service.rotate(actor=CLI, client=None, token_id=token.id, grace="1h")
+        revoked = await runtime.service.revoke_leaked(
+            actor=SECRET_HOLDER, client=None, secret=leaked
+        )
+        assert revoked == (token.id, "previous_secret")
+    finally:
+        await runtime.close()
+    host_b = tmp_path / "host-b.log"
+    records = [json.loads(line) for line in config.audit_log.read_text().splitlines()]
+    host_b.write_text(
+        "".join(json.dumps(r) + "\n" for r in records if r["action"] != "token.rotate")
+    )
+    await wipe(backend, config)
+
+    restored = await restore_backup(
+        config, tmp_path / "backup", force=True, replay=[host_b], environ=KEY
+    )
+
+    assert isinstance(restored.replay, ReplayReport)
+    assert restored.replay.leaked_previous == [token.id]
+    runtime = await Runtime.open(config, environ=KEY)
+    try:
+        client = await auth_client(aiohttp_client, runtime)
+        assert await auth_status(client, leaked) == 401
+    finally:
+        await runtime.close()

@@ -7,6 +7,9 @@ tests/test_backup.py."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,14 +20,17 @@ from authsvc.backup.commands import restore_backup, take_backup
 from authsvc.backup.replay import ReplayReport
 from authsvc.backup.replay import replay_audit as real_replay
 from authsvc.service.runtime import Runtime
-from authsvc.store import TokenStore
+from authsvc.store import RESTORE_BEGAN, RestoreUnfinished, TokenStore
 from authsvc.store.postgres import listen
-from authsvc.store.postgres.serving import RestoreRunning, mark_serving
+from authsvc.store.postgres.driver import Connection
+from authsvc.store.postgres.pool import PgPool
+from authsvc.store.postgres.serving import SERVING_LOCK, RestoreRunning, mark_serving
 from authsvc.store.postgres.snapshot import PostgresSnapshots
 from authsvc.store.postgres.store import PostgresStore
 from authsvc.store.snapshots import SnapshotRefused
 from tests.factories import make_config
-from tests.pg import PgSchema, connect
+from tests.pg import PgSchema, connect, with_query
+from tests.processes import child_env, free_port, write_authsvc_config
 from tests.stores import Heard
 from tests.waiting import within
 from tests.webapp import mint
@@ -125,3 +131,105 @@ async def test_the_restore_holds_the_schema_through_its_replay(
         config, tmp_path / "backup", force=True, replay=[config.audit_log], environ=KEY
     )
     assert tried == ["refused"]
+
+
+async def test_an_instance_waiting_for_a_restore_that_fails_refuses_to_serve(
+    served: PostgresStore, pg_schema: PgSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The restore stops half-way (its marker left in the store): the instance that waited
+    for it does not serve what it left."""
+    monkeypatch.setattr(listen, "RESTORE_RETRY", 0.05)
+    try:
+        async with PostgresSnapshots(pg_schema.url).exclusive():
+            starting = asyncio.create_task(served.listen(Heard()))
+            await asyncio.sleep(0.2)
+            await served.write_meta(RESTORE_BEGAN, "2026-12-02T10:00:00Z")  # then it failed
+        with pytest.raises(RestoreUnfinished, match="did not finish"):
+            await asyncio.wait_for(starting, HANG)
+        assert not served.listening
+    finally:
+        await served.close()
+
+
+async def test_an_outage_while_waiting_does_not_start_the_instance(
+    served: PostgresStore, pg_schema: PgSchema, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connect that fails while the instance waits for a restore keeps it waiting: the
+    outage path (start unmarked, reconnect later) must not be its way in."""
+    monkeypatch.setattr(listen, "RESTORE_RETRY", 0.05)
+    real_connect = PgPool.connect
+    calls = 0
+
+    async def one_outage(pool: PgPool) -> Connection:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ConnectionRefusedError("the server went away for a moment")
+        return await real_connect(pool)
+
+    monkeypatch.setattr(PgPool, "connect", one_outage)
+    try:
+        async with PostgresSnapshots(pg_schema.url).exclusive():
+            starting = asyncio.create_task(served.listen(Heard()))
+            await within(HANG, lambda: calls > 4, "a few tries, one of them failing")
+            assert not starting.done()
+        await asyncio.wait_for(starting, HANG)
+        assert served.listening
+    finally:
+        await served.close()
+
+
+async def test_a_listener_lost_during_a_restore_marks_again_after_it(
+    served: PostgresStore, pg_schema: PgSchema
+) -> None:
+    """A listener that reconnects while a restore holds the schema keeps trying (it does
+    not give up listening for good) and marks the schema once the restore is over."""
+    await served.listen(Heard())
+    locker = await connect(with_query(pg_schema.url, application_name="test-locker"))
+    try:
+        take = "SELECT pg_advisory_lock($1, hashtext($2))"  # waits for the listener's mark
+        restoring = asyncio.create_task(locker.execute(take, SERVING_LOCK, pg_schema.name))
+        await asyncio.sleep(0.2)
+        assert not restoring.done()
+        await pg_schema.terminate_backends()  # the listener's connection, and so its mark
+        await asyncio.wait_for(restoring, HANG)
+        await asyncio.sleep(0.5)  # reconnects refused meanwhile
+        assert not served.listening
+    finally:
+        await locker.close()
+    try:
+        await within(HANG, lambda: served.listening, "the listener to mark the schema again")
+        with pytest.raises(SnapshotRefused, match="in use"):
+            async with PostgresSnapshots(pg_schema.url).exclusive():
+                pass
+    finally:
+        await served.close()
+
+
+async def test_serve_waiting_for_a_restore_stops_on_sigterm(
+    pg_schema: PgSchema, tmp_path: Path
+) -> None:
+    """`serve` started during a restore waits, and SIGTERM still stops it at once."""
+    config = write_authsvc_config(
+        tmp_path, auth_port=free_port(), admin_port=free_port(), store=pg_schema.url
+    )
+    log = tmp_path / "serve.log"
+    async with PostgresSnapshots(pg_schema.url).exclusive():
+        with log.open("wb") as out:
+            process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "authsvc", "--config", str(config), "serve"),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
+                env=child_env(),
+            )
+        try:
+            await within(HANG, lambda: "waiting for it to finish" in log.read_text(), "the wait")
+            process.send_signal(signal.SIGTERM)
+            status = await asyncio.wait_for(process.wait(), 5)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert status == 0, log.read_text()
+    assert "authsvc serving" not in log.read_text()

@@ -167,6 +167,7 @@ class TestSQLiteUnavailable:
         [
             pytest.param(sqlite3.SQLITE_BUSY, "found", id="busy-falls-back-to-the-worker"),
             pytest.param(sqlite3.SQLITE_LOCKED, "found", id="locked-falls-back"),
+            pytest.param(sqlite3.SQLITE_BUSY | 1 << 8, "found", id="busy-recovery-falls-back"),
             pytest.param(sqlite3.SQLITE_IOERR, "unavailable", id="io-error-is-unavailable"),
         ],
     )

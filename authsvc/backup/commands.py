@@ -42,7 +42,7 @@ from authsvc.service.key_check import (
 )
 from authsvc.service.secret_key import find_secret_key, key_source
 from authsvc.service.token_service import CLI_ACTOR
-from authsvc.store import StoreError, open_snapshots, open_store
+from authsvc.store import RESTORE_BEGAN, StoreError, open_snapshots, open_store
 from authsvc.store.snapshots import SnapshotError, Snapshots
 
 
@@ -68,7 +68,7 @@ async def take_backup(
     if not await store.exists():  # opening would create an empty store, and back that up
         raise BackupRefused(
             f"there is no token store at {store.name} to back up (SQLite: no such file; "
-            "PostgreSQL: no authsvc tables in the schema its search_path selects); check "
+            "PostgreSQL: no authsvc tables on its search_path); check "
             f"the store setting in {config.path}"
         )
     await open_checked(store, config.secret_key_file, environ)
@@ -136,7 +136,7 @@ async def _restore(
 ) -> Restored:
     """The restore itself, once the store is held for it."""
     store = open_store(config.store)
-    held, _ = await store.key_state()  # read as it is: nothing migrated before the refusal
+    held = (await store.key_state()).held  # read as it is: nothing migrated before a refusal
     if held and not force:
         raise BackupRefused(
             f"the token store {store.name} holds {held} token(s): a restore replaces the "
@@ -146,6 +146,9 @@ async def _restore(
     await snapshots.put_back(folder, manifest.snapshot)
     await store.open()  # brings an older snapshot's schema up to date
     try:
+        # Until the last step, serve and every command refuse the store (RestoreUnfinished):
+        # a restore stopped half-way (an error, Ctrl-C, a crash) must not be served whole.
+        await store.write_meta(RESTORE_BEGAN, rfc3339(clock()))
         await check_key(store, config.secret_key_file, environ)
         restored = await tokens_held(store)
         report = None
@@ -158,19 +161,20 @@ async def _restore(
                 raise SnapshotError(
                     f"the backup was restored into {store.name}, but replaying the audit log did "
                     f"not finish ({error}): tokens deleted, rotated or revoked after the "
-                    "backup may work again. Do not start serve; run the same restore again "
-                    "with --force"
+                    "backup may work again, so serve and every command refuse this store "
+                    "until a restore finishes: run the same restore again with --force"
                 ) from None
+        details: dict[str, object] = {
+            "backup_time": rfc3339(manifest.time),
+            "tokens_restored": restored,
+            "replayed": None if replay is None else [str(path) for path in replay],
+        }
+        if report is not None:
+            details.update(report.counts())
+        AuditLog(config.audit_log, clock).write("store.restore", actor=CLI_ACTOR, details=details)
+        await store.write_meta(RESTORE_BEGAN, None)  # finished: the store may be served
     finally:
         await store.close()
-    details: dict[str, object] = {
-        "backup_time": rfc3339(manifest.time),
-        "tokens_restored": restored,
-        "replayed": None if replay is None else [str(path) for path in replay],
-    }
-    if report is not None:
-        details.update(report.counts())
-    AuditLog(config.audit_log, clock).write("store.restore", actor=CLI_ACTOR, details=details)
     return Restored(manifest, store.name, restored, report)
 
 

@@ -13,10 +13,10 @@ is then deleted although its new secret was saved: the safe side.
 
 - ``token.delete`` and ``token.revoke_leaked`` of a current secret: the token is deleted;
 - ``token.rotate``: the token is deleted (its new secret is in no backup: issue a new one);
-- ``token.revoke_leaked`` of a previous secret still in its grace in the restored store:
-  the token is deleted. Live, only that grace was ended; but if the logs miss a rotation
-  (a host's file left out), the restored grace is an older one, and ending it would leave
-  the leaked secret working as the current one. A leaked secret must not work again;
+- ``token.revoke_leaked`` of a previous secret: the token is deleted. Live, only that
+  grace was ended; but if the logs miss a rotation (a host's file left out), the leaked
+  secret is the restored token's current one, with or without a grace, and must not
+  work again;
 - ``token.update``: its permissions and rate limit (whichever it changed) are set again;
 - ``token.create``: a token made after the backup is lost (its digest is in no backup),
   unless it was deleted afterwards anyway;
@@ -131,19 +131,14 @@ async def _apply(
     target = record.target
     if record.action == "token.create":
         _add(created, target)
-    elif record.action == "token.delete" or (
-        record.action == "token.revoke_leaked"
-        and record.details.get("revoked") != "previous_secret"
-    ):
+    elif record.action in {"token.delete", "token.revoke_leaked"}:
         if await store.delete(target) is not None:
-            _add(report.deleted, target)
+            leaked_previous = record.details.get("revoked") == "previous_secret"
+            _add(report.leaked_previous if leaked_previous else report.deleted, target)
         _drop(created, target)  # gone anyway: not lost
     elif record.action == "token.rotate":
         if await store.delete(target) is not None:
             _add(report.rotated, target)
-    elif record.action == "token.revoke_leaked":
-        if await _in_grace(store, target, now) and await store.delete(target) is not None:
-            _add(report.leaked_previous, target)
     elif record.action == "token.update":
         if await store.update_token(target, _change(record.details)) is not None:
             _add(report.updated, target)
@@ -155,16 +150,12 @@ async def _apply(
     return True
 
 
-async def _in_grace(store: TokenStore, token_id: str, now: float) -> bool:
-    record = await store.get(token_id)
-    return record is not None and record.grace_ends_at is not None and record.grace_ends_at > now
-
-
 async def _ended_grace(store: TokenStore, token_id: str, now: float) -> bool:
     """End the token's grace, if one is still running; whether one was."""
-    return (
-        await _in_grace(store, token_id, now) and await store.end_grace(token_id, None) is not None
-    )
+    record = await store.get(token_id)
+    if record is None or record.grace_ends_at is None or record.grace_ends_at <= now:
+        return False
+    return await store.end_grace(token_id, None) is not None
 
 
 def _change(details: dict[str, Any]) -> TokenChange:

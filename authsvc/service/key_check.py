@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from authsvc.service.secret_key import find_secret_key, key_source, load_secret_key
-from authsvc.store import KEY_CHECK, ListQuery, TokenStore
+from authsvc.store import KEY_CHECK, ListQuery, RestoreUnfinished, TokenStore
 
 log = logging.getLogger("authsvc.key_check")
 
@@ -70,8 +70,12 @@ async def open_checked(
     key is not refused: a store that holds tokens, read as it is before opening
     (``TokenStore.key_state``), refuses a missing key or one whose check value is not its
     own with KeyRefused, and then nothing at all was written, not even a migration. The
-    rest of the check (recording a previous release's key) is :func:`bind_key`'s."""
-    held, stored = await store.key_state()
+    rest of the check (recording a previous release's key) is :func:`bind_key`'s.
+
+    A store a restore has not finished is refused the same way (RestoreUnfinished)."""
+    held, stored, restore_began = await store.key_state()
+    if restore_began is not None:
+        raise RestoreUnfinished(store.name, restore_began)
     if held:
         key = find_secret_key(key_file, environ)
         source = key_source(key_file, environ)

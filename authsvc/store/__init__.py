@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, TypeAlias
 
 from authsvc.rules.tokens import TokenRecord
 
@@ -172,6 +172,33 @@ class TokenChange:
 
 #: The name under which :meth:`TokenStore.read_meta` keeps the key's check value (§13).
 KEY_CHECK = "key_check"
+#: The name under which a restore keeps, from its snapshot's arrival to its end, the time
+#: it began (RFC 3339): set, the store may not be served or changed (:class:`StoreState`).
+RESTORE_BEGAN = "restore_began"
+
+
+class StoreState(NamedTuple):
+    """What must be known of a store before it is opened (:meth:`TokenStore.key_state`)."""
+
+    held: int  # tokens
+    key_check: str | None  # the key's check value (None before schema 3 or a first token)
+    #: when a restore into it began, if that restore has not finished (its audit replay
+    #: may not have revoked what it must: see :class:`RestoreUnfinished`)
+    restore_began: str | None
+
+
+class RestoreUnfinished(StoreError):
+    """A restore into this store began and did not finish: secrets revoked after its
+    backup may work again, so nothing may serve or change the store until a restore
+    finishes. Nothing was written."""
+
+    def __init__(self, store_name: str, began: str) -> None:
+        super().__init__(
+            f"a restore into the token store {store_name} began at {began} and did not "
+            "finish: tokens deleted, rotated or revoked after its backup may work again. "
+            "Run the restore again (with --force and the same --replay-audit files); "
+            "until one finishes, serve and every command refuse this store"
+        )
 
 
 class TokenStore(Protocol):
@@ -190,11 +217,11 @@ class TokenStore(Protocol):
         """Whether the store has been created; opening creates it, so a read-only check
         (``config check``) asks this first."""
 
-    async def key_state(self) -> tuple[int, str | None]:
+    async def key_state(self) -> StoreState:
         """Before :meth:`open`, creating, migrating and writing nothing: how many tokens
-        the store holds and the check value of its key (None before schema 3 or before
-        its first token); ``(0, None)`` for a store not created yet. The key check of SPEC
-        §13 refuses on this, so that a refusal leaves the store exactly as it was."""
+        the store holds, the check value of its key, and an unfinished restore's start
+        (:class:`StoreState`; all empty for a store not created yet). The key check of
+        SPEC §13 refuses on this, so that a refusal leaves the store exactly as it was."""
 
     async def open(self) -> None:
         """Connect and create or migrate the schema.
@@ -305,8 +332,9 @@ class TokenStore(Protocol):
     async def read_meta(self, name: str) -> str | None:
         """A value the store keeps about itself (such as :data:`KEY_CHECK`), or None."""
 
-    async def write_meta(self, name: str, value: str) -> None:
-        """Set (insert or replace) a value the store keeps about itself, durably."""
+    async def write_meta(self, name: str, value: str | None) -> None:
+        """Set (insert or replace) a value the store keeps about itself, durably; None
+        removes it."""
 
     async def listen(self, callback: ChangeCallback) -> None:
         """Push changes committed by anyone to ``callback`` as they commit, where the

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 
 from aiohttp import web
 
@@ -44,7 +45,10 @@ async def serve(config: Config) -> None:
     loop.add_signal_handler(signal.SIGHUP, reloader.reload, "SIGHUP")
     runners: list[web.BaseRunner] = []
     try:
-        await feed.start()  # before the cache fills
+        # before the cache fills; it may wait (a restore running on a PostgreSQL store),
+        # and SIGTERM must still stop the process then
+        if not await _unless_stopped(feed.start(), stop):
+            return
         inherited = inherited_sockets() or (None, None)
         listeners: tuple[tuple[web.BaseRunner, ListenAddress], ...] = (
             (
@@ -80,6 +84,25 @@ async def serve(config: Config) -> None:
             await started.cleanup()
         await runtime.close()
         log.info("stopped")
+
+
+async def _unless_stopped(work: Coroutine[object, object, None], stop: asyncio.Event) -> bool:
+    """Await ``work`` unless ``stop`` is set first, which cancels it; whether it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        log.info("stopped before serving")
+        return False
+    task.result()  # its error, if it failed
+    return True
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

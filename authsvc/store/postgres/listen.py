@@ -17,7 +17,7 @@ import random
 import re
 from typing import Final
 
-from authsvc.store import ChangeCallback
+from authsvc.store import ChangeCallback, RestoreUnfinished
 from authsvc.store.postgres.driver import OUTAGES, Connection
 from authsvc.store.postgres.pool import PgPool
 from authsvc.store.postgres.serving import RestoreRunning, mark_serving
@@ -28,7 +28,7 @@ CHANNEL: Final = "authsvc_changes"
 RESTORE_RETRY: Final = 1.0
 RESTORE_LOG_EVERY: Final = 30
 #: What a reconnect retries after: an outage, or a restore holding the store.
-_RETRIED: Final[tuple[type[BaseException], ...]] = (*OUTAGES, RestoreRunning)
+_RETRIED: Final[tuple[type[BaseException], ...]] = (*OUTAGES, RestoreRunning, RestoreUnfinished)
 
 log = logging.getLogger("authsvc.store")
 
@@ -113,6 +113,10 @@ class Listener:
                 if tries % RESTORE_LOG_EVERY == 0:
                     log.warning("%s: waiting for it to finish before serving", running)
                 tries += 1
+            except OUTAGES:
+                if not tries:
+                    raise  # no restore seen: the caller's outage handling
+                # seen one: an outage meanwhile must not let this instance start unmarked
             await asyncio.sleep(RESTORE_RETRY)
 
     async def _connect(self, callback: ChangeCallback) -> asyncio.Event:

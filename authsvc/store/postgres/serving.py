@@ -13,9 +13,10 @@ key space than the one-key locks of the migrations and the key claim, so they ne
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
-from authsvc.store import StoreError
+from authsvc.store import RESTORE_BEGAN, RestoreUnfinished, StoreError
 from authsvc.store.postgres.driver import Connection
 from authsvc.store.snapshots import SnapshotRefused
 
@@ -40,10 +41,16 @@ class RestoreRunning(StoreError):
 
 async def mark_serving(conn: Connection, store_name: str) -> None:
     """Hold the schema's serving lock shared on ``conn`` (until it closes);
-    :class:`RestoreRunning` when a restore holds it."""
+    :class:`RestoreRunning` when a restore holds it, and RestoreUnfinished when the last
+    one stopped half-way (the caller closes ``conn``, which lets the lock go)."""
     held = await conn.fetchval(f"SELECT pg_try_advisory_lock_shared($1, {_SCHEMA})", SERVING_LOCK)
     if not held:
         raise RestoreRunning(f"a restore is running on the token store {store_name}")
+    # an instance that waited for a restore must not serve what a failed one left
+    if await conn.fetchval("SELECT to_regclass('authsvc_meta') IS NOT NULL"):
+        began = await conn.fetchval("SELECT value FROM authsvc_meta WHERE name = $1", RESTORE_BEGAN)
+        if began is not None:
+            raise RestoreUnfinished(store_name, str(began))
 
 
 async def hold_for_restore(conn: Connection, schema: str, store_name: str) -> None:
@@ -52,14 +59,20 @@ async def hold_for_restore(conn: Connection, schema: str, store_name: str) -> No
     if await conn.fetchval("SELECT pg_try_advisory_lock($1, hashtext($2))", SERVING_LOCK, schema):
         return
     rows = await conn.fetch(_HOLDERS, SERVING_LOCK, schema)
-    sessions = ", ".join(
-        f"pid {row['pid']} from {row['client'] or 'a local socket'} since "
-        f"{row['backend_start']:%Y-%m-%d %H:%M:%S %Z}"
-        for row in rows
-    )
+    sessions = ", ".join(_session(row["pid"], row["client"], row["backend_start"]) for row in rows)
     raise SnapshotRefused(
         f"the token store {store_name} (schema {schema!r}) is in use: an authsvc serve, or "
         f"another restore, holds it ({sessions or 'a session that just ended'}). Stop every "
         "serve on it, on every host, and restore again; a session left by a host that died "
         "ends with SELECT pg_terminate_backend(pid)"
     )
+
+
+def _session(pid: object, client: object, since: object) -> str:
+    """One holder, as far as this role may see it (without pg_read_all_stats the server
+    hides other roles' addresses and times: NULL)."""
+    if client is None and since is None:
+        return f"pid {pid}, details hidden from this role (it needs pg_read_all_stats)"
+    where = "a local socket" if client is None else client
+    when = since.strftime("%Y-%m-%d %H:%M:%S %Z") if isinstance(since, datetime) else since
+    return f"pid {pid} from {where} since {when}"

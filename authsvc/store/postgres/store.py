@@ -37,10 +37,12 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg ships n
 from authsvc.rules.tokens import TokenRecord
 from authsvc.store import (
     KEY_CHECK,
+    RESTORE_BEGAN,
     ChangeCallback,
     HourlyCount,
     ListQuery,
     NameTaken,
+    StoreState,
     StoreUnavailable,
     TokenChange,
     Usage,
@@ -132,8 +134,9 @@ class PostgresStore:
         return migrations.SCHEMA_VERSION
 
     async def exists(self) -> bool:
-        """Whether the schema holds a store (its version table), asked on a connection of
-        its own: nothing is created (opening creates the tables)."""
+        """Whether a store's version table is on the URL's search_path (where the store
+        finds its tables), asked on a connection of its own: nothing is created (opening
+        creates the tables)."""
 
         async def read(c: Connection) -> bool:
             return await migrations.schema_version(c) > 0
@@ -142,18 +145,22 @@ class PostgresStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def key_state(self) -> tuple[int, str | None]:
-        """Tokens held and the key's check value, read on a connection of its own before
-        the pool opens (nothing migrated or written)."""
+    async def key_state(self) -> StoreState:
+        """Tokens held, the key's check value and an unfinished restore, read on a
+        connection of its own before the pool opens (nothing migrated or written)."""
 
-        async def read(c: Connection) -> tuple[int, str | None]:
+        async def read(c: Connection) -> StoreState:
             version = await migrations.schema_version(c)
             if version < 1:
-                return 0, None
+                return StoreState(0, None, None)
             held = as_integer(await c.fetchval("SELECT count(*) FROM tokens"))
             if version < 3:  # the schema that brought authsvc_meta
-                return held, None
-            return held, await pg_usage.read_meta(c, KEY_CHECK)
+                return StoreState(held, None, None)
+            return StoreState(
+                held,
+                await pg_usage.read_meta(c, KEY_CHECK),
+                await pg_usage.read_meta(c, RESTORE_BEGAN),
+            )
 
         return await self._db.inspect(read)
 
@@ -414,7 +421,7 @@ class PostgresStore:
         """A value the store keeps about itself, or None."""
         return await self._db.run(lambda c: pg_usage.read_meta(c, name))
 
-    async def write_meta(self, name: str, value: str) -> None:
+    async def write_meta(self, name: str, value: str | None) -> None:
         """Set a value the store keeps about itself, durably."""
         await self._db.write(lambda c: pg_usage.write_meta(c, name, value))
 

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from authsvc.rules.tokens import TokenRecord, shared_permissions
-from authsvc.store import KEY_CHECK, StoreError, StoreUnavailable
+from authsvc.store import KEY_CHECK, RESTORE_BEGAN, StoreError, StoreState, StoreUnavailable
+from authsvc.store.sqlite.usage import read_meta
 
 _T = TypeVar("_T")
 
@@ -141,7 +142,7 @@ def connect_reader(path: str, busy_timeout_ms: int = 0) -> sqlite3.Connection:
     return conn
 
 
-def read_key_state(path: str, busy_timeout_ms: int) -> tuple[int, str | None]:
+def read_key_state(path: str, busy_timeout_ms: int) -> StoreState:
     """:meth:`authsvc.store.TokenStore.key_state` of the file at ``path`` (which exists),
     through a query-only connection: whatever its schema version, nothing is migrated.
 
@@ -153,13 +154,11 @@ def read_key_state(path: str, busy_timeout_ms: int) -> tuple[int, str | None]:
     try:
         version = int(conn.execute("PRAGMA user_version").fetchone()[0])
         if version < 1:
-            return 0, None
+            return StoreState(0, None, None)
         held = int(conn.execute("SELECT count(*) FROM tokens").fetchone()[0])
         if version < 3:  # the schema that brought authsvc_meta
-            return held, None
-        row = conn.execute("SELECT value FROM authsvc_meta WHERE name = ?", (KEY_CHECK,))
-        found = row.fetchone()
-        return held, None if found is None else str(found[0])
+            return StoreState(held, None, None)
+        return StoreState(held, read_meta(conn, KEY_CHECK), read_meta(conn, RESTORE_BEGAN))
     finally:
         conn.close()
 

@@ -38,6 +38,7 @@ from authsvc.store import (
     ListQuery,
     NameTaken,
     StoreError,
+    StoreState,
     StoreUnavailable,
     TokenChange,
     Usage,
@@ -121,10 +122,11 @@ class SQLiteStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def key_state(self) -> tuple[int, str | None]:
-        """Tokens held and the key's check value, read without opening (nothing written)."""
+    async def key_state(self) -> StoreState:
+        """Tokens held, the key's check value and an unfinished restore, read without
+        opening (nothing written)."""
         if not os.path.exists(self._path):  # noqa: ASYNC240 - one stat, before the store opens
-            return 0, None
+            return StoreState(0, None, None)
         job = functools.partial(read_key_state, self._path, self._busy_timeout_ms)
         return await asyncio.to_thread(self._guarded, job)
 
@@ -186,7 +188,8 @@ class SQLiteStore:
             try:
                 return self._by_digest(reader, digest)
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                # the primary code: SQLite reports extended ones (SQLITE_BUSY_RECOVERY, ...)
+                if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
                     raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
             except (sqlite3.Error, OSError) as exc:
                 raise StoreUnavailable(f"token store {self._path}: {exc}") from exc
@@ -394,7 +397,7 @@ class SQLiteStore:
         """A value the store keeps about itself, or None."""
         return await self._run(lambda c: sqlite_usage.read_meta(c, name))
 
-    async def write_meta(self, name: str, value: str) -> None:
+    async def write_meta(self, name: str, value: str | None) -> None:
         """Set a value the store keeps about itself, durably."""
         await self._run(lambda c: transaction(c, lambda t: sqlite_usage.write_meta(t, name, value)))
 
