@@ -201,6 +201,7 @@ class TestRestoreRefusals:
             with pytest.raises(SnapshotRefused, match="in use"):
                 await restore_backup(config, tmp_path / "backup", force=True, environ=KEY)
             assert newer.id in await token_ids(config)
+            assert (await open_store(config.store).key_state()).restore_began is None
         finally:
             await feed.stop()
             await serving.close()
@@ -260,12 +261,14 @@ class TestRestoreRefusals:
             await restore_backup(config, tmp_path / "backup", environ=KEY)
 
 
+@pytest.mark.parametrize("stops", ["in-the-replay", "once-the-snapshot-is-in"])
 async def test_a_restore_that_does_not_finish_leaves_the_store_refused(
-    backend: Backend, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stops: str
 ) -> None:
-    """The snapshot is in place when the replay fails (the store goes away mid-way): the
-    error says that revoked tokens may work again, and until a restore finishes, serve and
-    every command refuse the store (RestoreUnfinished) instead of serving it whole."""
+    """The restore stops half-way (the store goes away in the replay; or right after the
+    snapshot went in, before the store was even opened): the error says that revoked tokens
+    may work again, and until a restore finishes, serve and every command refuse the
+    store (RestoreUnfinished) instead of serving it without its replay."""
     await backed_up(config, tmp_path / "backup")
     await wipe(backend, config)
     audit = tmp_path / "audit.log"
@@ -275,12 +278,15 @@ async def test_a_restore_that_does_not_finish_leaves_the_store_refused(
         raise StoreUnavailable("connection lost")
 
     with monkeypatch.context() as patched:
-        patched.setattr("authsvc.backup.commands.replay_audit", store_gone)
+        if stops == "in-the-replay":
+            patched.setattr("authsvc.backup.commands.replay_audit", store_gone)
+        else:
+            patched.setattr(type(open_store(config.store)), "open", store_gone)
         with pytest.raises(SnapshotError) as caught:
             await restore_backup(config, tmp_path / "backup", replay=[audit], environ=KEY)
     assert "may work again" in str(caught.value)
     assert "refuse this store until a restore finishes" in str(caught.value)
-    with pytest.raises(RestoreUnfinished, match="did not finish"):
+    with pytest.raises(RestoreUnfinished, match="has not finished"):
         await Runtime.open(config, environ=KEY)
     with pytest.raises(RestoreUnfinished):
         await take_backup(config, tmp_path / "later", KEY)

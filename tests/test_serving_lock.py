@@ -20,7 +20,7 @@ from authsvc.backup.commands import restore_backup, take_backup
 from authsvc.backup.replay import ReplayReport
 from authsvc.backup.replay import replay_audit as real_replay
 from authsvc.service.runtime import Runtime
-from authsvc.store import RESTORE_BEGAN, RestoreUnfinished, TokenStore
+from authsvc.store import RestoreUnfinished, StoreUnavailable, TokenStore
 from authsvc.store.postgres import listen
 from authsvc.store.postgres.driver import Connection
 from authsvc.store.postgres.pool import PgPool
@@ -31,7 +31,7 @@ from authsvc.store.snapshots import SnapshotRefused
 from tests.factories import make_config
 from tests.pg import PgSchema, connect, with_query
 from tests.processes import child_env, free_port, write_authsvc_config
-from tests.stores import Heard
+from tests.stores import Heard, add, digest_for
 from tests.waiting import within
 from tests.webapp import mint
 
@@ -143,8 +143,9 @@ async def test_an_instance_waiting_for_a_restore_that_fails_refuses_to_serve(
         async with PostgresSnapshots(pg_schema.url).exclusive():
             starting = asyncio.create_task(served.listen(Heard()))
             await asyncio.sleep(0.2)
-            await served.write_meta(RESTORE_BEGAN, "2026-12-02T10:00:00Z")  # then it failed
-        with pytest.raises(RestoreUnfinished, match="did not finish"):
+            # the restore marks the schema, then stops half-way
+            await PostgresSnapshots(pg_schema.url).mark_restoring("2026-12-02T10:00:00Z")
+        with pytest.raises(RestoreUnfinished, match="has not finished"):
             await asyncio.wait_for(starting, HANG)
         assert not served.listening
     finally:
@@ -233,3 +234,26 @@ async def test_serve_waiting_for_a_restore_stops_on_sigterm(
                 await process.wait()
     assert status == 0, log.read_text()
     assert "authsvc serving" not in log.read_text()
+
+
+async def test_a_running_instance_that_finds_an_unfinished_restore_fails_closed(
+    served: PostgresStore, pg_schema: PgSchema
+) -> None:
+    """A restore ran while this instance's listener was down, and stopped half-way: once
+    the listener is back and sees the mark, the store answers nothing (503s, not secrets
+    the replay never revoked) and the cache is dropped, until a restore finishes."""
+    token = await add(served, "served")
+    heard = Heard()
+    await served.listen(heard)
+    snapshots = PostgresSnapshots(pg_schema.url)
+    try:
+        await snapshots.mark_restoring("2026-12-02T10:00:00Z")
+        await pg_schema.terminate_backends()  # the listener reconnects and finds the mark
+        await within(HANG, lambda: None in heard.calls, "the cache to be dropped")
+        with pytest.raises(StoreUnavailable, match="has not finished"):
+            await served.get_by_digest(digest_for("served"))
+        await snapshots.unmark_restoring()
+        await within(HANG, lambda: served.listening, "the listener to come back")
+        assert await served.get_by_digest(digest_for("served")) == token
+    finally:
+        await served.close()

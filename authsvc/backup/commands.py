@@ -8,7 +8,9 @@ not the backup's, so it cannot bring back tokens that no key at hand can verify.
 
 A restore changes nothing until every check has passed: the manifest, the snapshot file's
 SHA-256, the schema version, the key, the audit log to replay (readable), and the target
-store (absent or holding no token, unless ``force``).
+store (absent or holding no token, unless ``force``, and served by no instance). From
+then until its audit record, the store is marked as restoring (``Snapshots.mark_restoring``),
+so that a restore stopped half-way leaves a store that serve and every command refuse.
 """
 
 from __future__ import annotations
@@ -42,8 +44,8 @@ from authsvc.service.key_check import (
 )
 from authsvc.service.secret_key import find_secret_key, key_source
 from authsvc.service.token_service import CLI_ACTOR
-from authsvc.store import RESTORE_BEGAN, StoreError, open_snapshots, open_store
-from authsvc.store.snapshots import SnapshotError, Snapshots
+from authsvc.store import TokenStore, open_snapshots, open_store
+from authsvc.store.snapshots import SnapshotError, SnapshotRefused, Snapshots
 
 
 class BackupRefused(Exception):
@@ -143,39 +145,59 @@ async def _restore(
             "whole store; give --force to replace them (they are lost), or configure an "
             "empty store"
         )
-    await snapshots.put_back(folder, manifest.snapshot)
-    await store.open()  # brings an older snapshot's schema up to date
+    # Marked before the snapshot goes in, unmarked after the audit record: a restore that
+    # stops anywhere between (an error, Ctrl-C, a crash) leaves a store that serve and every
+    # command refuse (RestoreUnfinished), never one served without its replay.
+    await snapshots.mark_restoring(rfc3339(clock()))
     try:
-        # Until the last step, serve and every command refuse the store (RestoreUnfinished):
-        # a restore stopped half-way (an error, Ctrl-C, a crash) must not be served whole.
-        await store.write_meta(RESTORE_BEGAN, rfc3339(clock()))
+        await snapshots.put_back(folder, manifest.snapshot)
+    except SnapshotRefused:
+        await snapshots.unmark_restoring()  # refused before it changed anything
+        raise
+    try:
+        restored, report = await _replay(
+            config, store, manifest, replay=replay, environ=environ, clock=clock
+        )
+        await snapshots.unmark_restoring()
+    except Exception as error:
+        raise SnapshotError(
+            f"the restore into {store.name} did not finish ({error}): the backup may be in "
+            "place without the changes made after it, so tokens deleted, rotated or revoked "
+            "since may work again; serve and every command refuse this store until a restore "
+            "finishes: run the same restore again with --force"
+        ) from None
+    return Restored(manifest, store.name, restored, report)
+
+
+async def _replay(
+    config: Config,
+    store: TokenStore,
+    manifest: Manifest,
+    *,
+    replay: Sequence[Path] | None,
+    environ: Mapping[str, str],
+    clock: Callable[[], float],
+) -> tuple[int, ReplayReport | None]:
+    """Open the restored store (an older snapshot's schema is migrated), check its key,
+    replay the audit logs, and audit the restore; (tokens restored, the replay's report)."""
+    await store.open()
+    try:
         await check_key(store, config.secret_key_file, environ)
         restored = await tokens_held(store)
         report = None
         if replay is not None:
-            try:
-                report = await replay_audit(store, replay, manifest.time, now=clock)
-            except StoreError as error:
-                # The snapshot is in place but the replay did not finish: tokens revoked
-                # after the backup may work again. Say so loudly, with what to do.
-                raise SnapshotError(
-                    f"the backup was restored into {store.name}, but replaying the audit log did "
-                    f"not finish ({error}): tokens deleted, rotated or revoked after the "
-                    "backup may work again, so serve and every command refuse this store "
-                    "until a restore finishes: run the same restore again with --force"
-                ) from None
-        details: dict[str, object] = {
-            "backup_time": rfc3339(manifest.time),
-            "tokens_restored": restored,
-            "replayed": None if replay is None else [str(path) for path in replay],
-        }
-        if report is not None:
-            details.update(report.counts())
-        AuditLog(config.audit_log, clock).write("store.restore", actor=CLI_ACTOR, details=details)
-        await store.write_meta(RESTORE_BEGAN, None)  # finished: the store may be served
+            report = await replay_audit(store, replay, manifest.time, now=clock)
     finally:
         await store.close()
-    return Restored(manifest, store.name, restored, report)
+    details: dict[str, object] = {
+        "backup_time": rfc3339(manifest.time),
+        "tokens_restored": restored,
+        "replayed": None if replay is None else [str(path) for path in replay],
+    }
+    if report is not None:
+        details.update(report.counts())
+    AuditLog(config.audit_log, clock).write("store.restore", actor=CLI_ACTOR, details=details)
+    return restored, report
 
 
 def _check_backup(folder: Path, manifest: Manifest, kind: str, supported: int) -> None:

@@ -172,9 +172,6 @@ class TokenChange:
 
 #: The name under which :meth:`TokenStore.read_meta` keeps the key's check value (§13).
 KEY_CHECK = "key_check"
-#: The name under which a restore keeps, from its snapshot's arrival to its end, the time
-#: it began (RFC 3339): set, the store may not be served or changed (:class:`StoreState`).
-RESTORE_BEGAN = "restore_began"
 
 
 class StoreState(NamedTuple):
@@ -182,22 +179,24 @@ class StoreState(NamedTuple):
 
     held: int  # tokens
     key_check: str | None  # the key's check value (None before schema 3 or a first token)
-    #: when a restore into it began, if that restore has not finished (its audit replay
-    #: may not have revoked what it must: see :class:`RestoreUnfinished`)
+    #: when a restore into it began (RFC 3339), if that restore has not finished: its
+    #: mark is made before the snapshot goes in and removed after its audit replay and
+    #: record (SQLite: a file beside the store; PostgreSQL: the table authsvc_restore)
     restore_began: str | None
 
 
 class RestoreUnfinished(StoreError):
-    """A restore into this store began and did not finish: secrets revoked after its
+    """A restore into this store began and has not finished: secrets revoked after its
     backup may work again, so nothing may serve or change the store until a restore
     finishes. Nothing was written."""
 
     def __init__(self, store_name: str, began: str) -> None:
         super().__init__(
-            f"a restore into the token store {store_name} began at {began} and did not "
-            "finish: tokens deleted, rotated or revoked after its backup may work again. "
-            "Run the restore again (with --force and the same --replay-audit files); "
-            "until one finishes, serve and every command refuse this store"
+            f"a restore into the token store {store_name} began at {began} and has not "
+            "finished: until it does, tokens deleted, rotated or revoked after its backup "
+            "may work again, so serve and every command refuse this store. If it is still "
+            "running, wait for it; if it stopped, run it again (with --force and the same "
+            "--replay-audit files)"
         )
 
 
@@ -332,9 +331,8 @@ class TokenStore(Protocol):
     async def read_meta(self, name: str) -> str | None:
         """A value the store keeps about itself (such as :data:`KEY_CHECK`), or None."""
 
-    async def write_meta(self, name: str, value: str | None) -> None:
-        """Set (insert or replace) a value the store keeps about itself, durably; None
-        removes it."""
+    async def write_meta(self, name: str, value: str) -> None:
+        """Set (insert or replace) a value the store keeps about itself, durably."""
 
     async def listen(self, callback: ChangeCallback) -> None:
         """Push changes committed by anyone to ``callback`` as they commit, where the

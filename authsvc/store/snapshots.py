@@ -57,6 +57,14 @@ class Snapshots(Protocol):
         which instances starting meanwhile wait for; SQLite: nothing to hold, as
         :meth:`put_back` refuses a file another process has open."""
 
+    async def mark_restoring(self, began: str) -> None:
+        """Mark the store as restoring since ``began``, durably and where the snapshot
+        going in cannot erase it: until :meth:`unmark_restoring`, ``key_state`` reports
+        it and serve and every command refuse the store."""
+
+    async def unmark_restoring(self) -> None:
+        """The restore has finished: remove the mark."""
+
     async def put_back(self, folder: Path, snapshot: Snapshot) -> None:
         """Replace the store's content by ``snapshot`` (from ``folder``), all or nothing
         where the backend allows, inside :meth:`exclusive`. The caller has checked that the

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import socket
@@ -94,11 +93,16 @@ async def _unless_stopped(work: Coroutine[object, object, None], stop: asyncio.E
         await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-        if not task.done():
+        stopped = not task.done()
+        if stopped:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
-    if task.cancelled():
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # stopping anyway: say what it was doing, then go on
+                log.exception("while waiting to serve")
+    if stopped:
         log.info("stopped before serving")
         return False
     task.result()  # its error, if it failed

@@ -28,7 +28,7 @@ CHANNEL: Final = "authsvc_changes"
 RESTORE_RETRY: Final = 1.0
 RESTORE_LOG_EVERY: Final = 30
 #: What a reconnect retries after: an outage, or a restore holding the store.
-_RETRIED: Final[tuple[type[BaseException], ...]] = (*OUTAGES, RestoreRunning, RestoreUnfinished)
+_RETRIED: Final[tuple[type[BaseException], ...]] = (*OUTAGES, RestoreRunning)
 
 log = logging.getLogger("authsvc.store")
 
@@ -85,6 +85,13 @@ class Listener:
                 delay = min(delay * 2, 2.0)
                 try:
                     lost = await self._connect(callback)
+                except RestoreUnfinished as unfinished:
+                    # a restore ran while this instance was not listening, and stopped
+                    # half-way: answer nothing from the store, or the cache, until one ends
+                    log.error("token store %s: %s", self._db.name, unfinished)
+                    self._db.refuse(str(unfinished))
+                    _deliver(callback, None, None)
+                    continue
                 except _RETRIED as exc:
                     log.warning(
                         "token store %s: listen reconnect failed: %s",
@@ -92,6 +99,7 @@ class Listener:
                         self._db.scrub(exc),
                     )
                     continue
+                self._db.refuse(None)
                 delay = 0.1
                 log.info("token store %s: listening for changes again", self._db.name)
                 _deliver(callback, None, None)  # anything could have changed while we were away
@@ -113,10 +121,13 @@ class Listener:
                 if tries % RESTORE_LOG_EVERY == 0:
                     log.warning("%s: waiting for it to finish before serving", running)
                 tries += 1
-            except OUTAGES:
+            except OUTAGES as exc:
                 if not tries:
                     raise  # no restore seen: the caller's outage handling
                 # seen one: an outage meanwhile must not let this instance start unmarked
+                if tries % RESTORE_LOG_EVERY == 0:
+                    log.warning("token store %s: %s", self._db.name, self._db.scrub(exc))
+                tries += 1
             await asyncio.sleep(RESTORE_RETRY)
 
     async def _connect(self, callback: ChangeCallback) -> asyncio.Event:

@@ -52,6 +52,7 @@ class PgPool:
         self.command_timeout = command_timeout
         self._pool: Pool | None = None
         self._closed = False
+        self._refusal: str | None = None
 
     async def open(self) -> None:
         """Connect the pool and bring the schema to the current version."""
@@ -104,8 +105,15 @@ class PgPool:
         except OUTAGES:  # a dead server (or a wait_for timeout) cannot be said goodbye to
             pool.terminate()
 
+    def refuse(self, reason: str | None) -> None:
+        """Answer every call with StoreUnavailable(``reason``) from now on (None: no more)."""
+        self._refusal = reason
+
     def check_open(self) -> Pool:
-        """The pool; :class:`~authsvc.store.StoreUnavailable` unless it is open."""
+        """The pool; :class:`~authsvc.store.StoreUnavailable` unless it is open (and not
+        refused: :meth:`refuse`)."""
+        if self._refusal is not None:
+            raise StoreUnavailable(f"token store {self.name}: {self._refusal}")
         pool = self._pool
         if pool is None:
             state = "closed" if self._closed else "not open"

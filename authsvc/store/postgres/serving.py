@@ -6,7 +6,12 @@ each other's way (SPEC §13), through one session-level advisory lock per schema
 - A restore holds it *exclusively* from before it looks at the store until its audit replay
   is done. It is refused while any instance holds it; an instance that starts meanwhile waits.
 
-A SQLite file needs none of this: a restore refuses a file another process has open.
+A restore also marks the schema as restoring, in a table of its own (``authsvc_restore``,
+holding when it began) made before the snapshot goes in and dropped once the restore has
+finished: neither pg_dump nor pg_restore touches it, so the mark outlives a restore that
+stops half-way, and the store is refused until one finishes (``RestoreUnfinished``).
+
+A SQLite file needs no lock: a restore refuses a file another process has open.
 The lock's keys are ``(SERVING_LOCK, hashtext(schema))``. The two-key form lives in another
 key space than the one-key locks of the migrations and the key claim, so they never meet.
 """
@@ -16,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from authsvc.store import RESTORE_BEGAN, RestoreUnfinished, StoreError
+from authsvc.store import RestoreUnfinished, StoreError
 from authsvc.store.postgres.driver import Connection
 from authsvc.store.snapshots import SnapshotRefused
 
@@ -24,6 +29,7 @@ from authsvc.store.snapshots import SnapshotRefused
 SERVING_LOCK: Final = 0x73657276
 
 _SCHEMA: Final = "hashtext(coalesce(current_schema(), ''))"
+_MARK_TABLE: Final = "authsvc_restore"
 #: Who holds the lock of a schema ($2) besides this session: advisory locks of two int4
 #: keys show the first in ``classid``, the second (as unsigned) in ``objid``, 2 in ``objsubid``.
 _HOLDERS: Final = (
@@ -47,10 +53,30 @@ async def mark_serving(conn: Connection, store_name: str) -> None:
     if not held:
         raise RestoreRunning(f"a restore is running on the token store {store_name}")
     # an instance that waited for a restore must not serve what a failed one left
-    if await conn.fetchval("SELECT to_regclass('authsvc_meta') IS NOT NULL"):
-        began = await conn.fetchval("SELECT value FROM authsvc_meta WHERE name = $1", RESTORE_BEGAN)
-        if began is not None:
-            raise RestoreUnfinished(store_name, str(began))
+    began = await restore_began(conn)
+    if began is not None:
+        raise RestoreUnfinished(store_name, began)
+
+
+async def restore_began(conn: Connection) -> str | None:
+    """When the unfinished restore into the schema began, or None."""
+    if not await conn.fetchval(f"SELECT to_regclass('{_MARK_TABLE}') IS NOT NULL"):
+        return None
+    began = await conn.fetchval(f"SELECT began FROM {_MARK_TABLE} LIMIT 1")  # noqa: S608
+    return None if began is None else str(began)
+
+
+async def mark_restoring(conn: Connection, began: str) -> None:
+    """Mark the schema as restoring, durably (committed before this returns)."""
+    async with conn.transaction():
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {_MARK_TABLE} (began text NOT NULL)")
+        await conn.execute(f"DELETE FROM {_MARK_TABLE}")  # noqa: S608
+        await conn.execute(f"INSERT INTO {_MARK_TABLE} (began) VALUES ($1)", began)  # noqa: S608
+
+
+async def unmark_restoring(conn: Connection) -> None:
+    """The restore has finished: drop the mark."""
+    await conn.execute(f"DROP TABLE IF EXISTS {_MARK_TABLE}")
 
 
 async def hold_for_restore(conn: Connection, schema: str, store_name: str) -> None:

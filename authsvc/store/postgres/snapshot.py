@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -30,7 +30,7 @@ from authsvc.store import KEY_CHECK
 from authsvc.store.postgres import migrations
 from authsvc.store.postgres.driver import OUTAGES, Connection
 from authsvc.store.postgres.pool import PgPool
-from authsvc.store.postgres.serving import hold_for_restore
+from authsvc.store.postgres.serving import hold_for_restore, mark_restoring, unmark_restoring
 from authsvc.store.snapshots import Snapshot, SnapshotError, SnapshotRefused
 
 SNAPSHOT_FILE = "authsvc.pgdump"
@@ -149,10 +149,25 @@ class PostgresSnapshots:
                 schema = await conn.fetchval("SELECT coalesce(current_schema(), '')")
                 await hold_for_restore(conn, str(schema), self._db.name)
             except OUTAGES as error:
-                raise SnapshotError(
-                    f"cannot restore into {self._db.name}: {self._db.scrub(error)}"
-                ) from None
+                raise self._cannot_restore(error) from None
             yield
+        finally:
+            await conn.close()
+
+    async def mark_restoring(self, began: str) -> None:
+        """Mark the schema as restoring (:mod:`~authsvc.store.postgres.serving`)."""
+        await self._on_own_connection(lambda conn: mark_restoring(conn, began))
+
+    async def unmark_restoring(self) -> None:
+        """Drop the restoring mark."""
+        await self._on_own_connection(unmark_restoring)
+
+    async def _on_own_connection(self, job: Callable[[Connection], Awaitable[None]]) -> None:
+        conn = await self._connect()
+        try:
+            await job(conn)
+        except OUTAGES as error:
+            raise self._cannot_restore(error) from None
         finally:
             await conn.close()
 
@@ -182,11 +197,12 @@ class PostgresSnapshots:
             ]
             await self._run(pg_restore, arguments)
         except OUTAGES as error:
-            raise SnapshotError(
-                f"cannot restore into {self._db.name}: {self._db.scrub(error)}"
-            ) from None
+            raise self._cannot_restore(error) from None
         finally:
             await conn.close()
+
+    def _cannot_restore(self, error: BaseException) -> SnapshotError:
+        return SnapshotError(f"cannot restore into {self._db.name}: {self._db.scrub(error)}")
 
     async def _connect(self) -> Connection:
         try:

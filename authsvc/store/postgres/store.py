@@ -37,7 +37,6 @@ import asyncpg  # type: ignore[import-untyped, unused-ignore]  # asyncpg ships n
 from authsvc.rules.tokens import TokenRecord
 from authsvc.store import (
     KEY_CHECK,
-    RESTORE_BEGAN,
     ChangeCallback,
     HourlyCount,
     ListQuery,
@@ -62,6 +61,7 @@ from authsvc.store.postgres.driver import (
 )
 from authsvc.store.postgres.listen import CHANNEL, Listener
 from authsvc.store.postgres.pool import PgPool
+from authsvc.store.postgres.serving import restore_began
 from authsvc.store.queries import (
     COLUMNS,
     Params,
@@ -150,17 +150,14 @@ class PostgresStore:
         connection of its own before the pool opens (nothing migrated or written)."""
 
         async def read(c: Connection) -> StoreState:
+            began = await restore_began(c)  # made before the snapshot's tables: first
             version = await migrations.schema_version(c)
             if version < 1:
-                return StoreState(0, None, None)
+                return StoreState(0, None, began)
             held = as_integer(await c.fetchval("SELECT count(*) FROM tokens"))
             if version < 3:  # the schema that brought authsvc_meta
-                return StoreState(held, None, None)
-            return StoreState(
-                held,
-                await pg_usage.read_meta(c, KEY_CHECK),
-                await pg_usage.read_meta(c, RESTORE_BEGAN),
-            )
+                return StoreState(held, None, began)
+            return StoreState(held, await pg_usage.read_meta(c, KEY_CHECK), began)
 
         return await self._db.inspect(read)
 
@@ -421,7 +418,7 @@ class PostgresStore:
         """A value the store keeps about itself, or None."""
         return await self._db.run(lambda c: pg_usage.read_meta(c, name))
 
-    async def write_meta(self, name: str, value: str | None) -> None:
+    async def write_meta(self, name: str, value: str) -> None:
         """Set a value the store keeps about itself, durably."""
         await self._db.write(lambda c: pg_usage.write_meta(c, name, value))
 

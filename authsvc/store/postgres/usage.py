@@ -94,11 +94,8 @@ async def claim_key_check(conn: Connection, value: str) -> None:
         raise KeyCheckMismatch("the token store names another key than this token's")
 
 
-async def write_meta(conn: Connection, name: str, value: str | None) -> None:
-    """Set the value kept under ``name``, or remove it (None)."""
-    if value is None:
-        await conn.execute("DELETE FROM authsvc_meta WHERE name = $1", name)
-        return
+async def write_meta(conn: Connection, name: str, value: str) -> None:
+    """Set the value kept under ``name``."""
     await conn.execute(
         "INSERT INTO authsvc_meta (name, value) VALUES ($1, $2)"
         " ON CONFLICT (name) DO UPDATE SET value = excluded.value",

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from authsvc.rules.tokens import TokenRecord, shared_permissions
-from authsvc.store import KEY_CHECK, RESTORE_BEGAN, StoreError, StoreState, StoreUnavailable
+from authsvc.store import KEY_CHECK, StoreError, StoreState, StoreUnavailable
 from authsvc.store.sqlite.usage import read_meta
 
 _T = TypeVar("_T")
@@ -158,7 +158,7 @@ def read_key_state(path: str, busy_timeout_ms: int) -> StoreState:
         held = int(conn.execute("SELECT count(*) FROM tokens").fetchone()[0])
         if version < 3:  # the schema that brought authsvc_meta
             return StoreState(held, None, None)
-        return StoreState(held, read_meta(conn, KEY_CHECK), read_meta(conn, RESTORE_BEGAN))
+        return StoreState(held, read_meta(conn, KEY_CHECK), None)  # the mark: snapshot.py
     finally:
         conn.close()
 

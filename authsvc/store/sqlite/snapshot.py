@@ -5,6 +5,10 @@ inside one read transaction, so the copy is one moment of the store while ``serv
 writing (WAL readers do not block writers). The copy is then switched to the rollback
 journal, so the backup is one self-contained file.
 
+A restore marks the store as restoring (a file beside it, ``<store>.restoring``, holding
+when it began) before the snapshot goes in, and removes the mark once it has finished;
+:func:`read_restore_mark` is how the store sees it (``TokenStore.key_state``).
+
 Putting one back never writes into a store file in place: the snapshot is copied to a
 temporary file beside the store, checked, synced, and renamed over it. A store already
 there is first checkpointed and switched out of WAL, which removes its ``-wal`` file (a
@@ -46,6 +50,14 @@ class SQLiteSnapshots:
     async def exclusive(self) -> AsyncIterator[None]:
         """Nothing to hold: :meth:`put_back` refuses a file another process has open."""
         yield
+
+    async def mark_restoring(self, began: str) -> None:
+        """Write the restoring mark beside the store, durably."""
+        await asyncio.to_thread(self._mark, began)
+
+    async def unmark_restoring(self) -> None:
+        """Remove the restoring mark, durably."""
+        await asyncio.to_thread(self._unmark)
 
     async def put_back(self, folder: Path, snapshot: Snapshot) -> None:
         """Replace the store file by the snapshot's copy, atomically."""
@@ -93,6 +105,24 @@ class SQLiteSnapshots:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
 
+    def _mark(self, began: str) -> None:
+        mark = restore_mark(self._path)
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        temp = mark.with_name(f".{mark.name}-{secrets.token_hex(4)}")
+        _create_private(temp)
+        try:
+            temp.write_text(began + "\n")
+            _fsync(temp)
+            os.replace(temp, mark)
+        finally:
+            temp.unlink(missing_ok=True)
+        _fsync(mark.parent)
+
+    def _unmark(self) -> None:
+        mark = restore_mark(self._path)
+        mark.unlink(missing_ok=True)
+        _fsync(mark.parent)
+
     def _leave_wal(self) -> None:
         """Fold the store's WAL into its file and drop it; refused while it is in use."""
         try:
@@ -106,6 +136,19 @@ class SQLiteSnapshots:
                 f"the token store {self._path} is in use by another process: stop authsvc "
                 "(serve and any CLI call) before restoring"
             )
+
+
+def restore_mark(path: Path) -> Path:
+    """The file that says a restore into the store file ``path`` has not finished."""
+    return path.with_name(path.name + ".restoring")
+
+
+def read_restore_mark(path: Path) -> str | None:
+    """When the unfinished restore into the store file ``path`` began, or None."""
+    try:
+        return restore_mark(path).read_text().strip() or "an unknown time"
+    except FileNotFoundError:
+        return None
 
 
 def _facts(conn: sqlite3.Connection) -> tuple[int, str | None, int]:

@@ -28,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Final, TypeVar
 
 from authsvc.rules.tokens import TokenRecord
@@ -62,6 +63,7 @@ from authsvc.store.sqlite.schema import (
     record_of,
     transaction,
 )
+from authsvc.store.sqlite.snapshot import read_restore_mark
 
 __all__ = ["SCHEMA_VERSION", "ChangesPruned", "SQLiteStore"]
 
@@ -125,10 +127,12 @@ class SQLiteStore:
     async def key_state(self) -> StoreState:
         """Tokens held, the key's check value and an unfinished restore, read without
         opening (nothing written)."""
+        began = read_restore_mark(Path(self._path))
         if not os.path.exists(self._path):  # noqa: ASYNC240 - one stat, before the store opens
-            return StoreState(0, None, None)
+            return StoreState(0, None, began)
         job = functools.partial(read_key_state, self._path, self._busy_timeout_ms)
-        return await asyncio.to_thread(self._guarded, job)
+        state = await asyncio.to_thread(self._guarded, job)
+        return state._replace(restore_began=began)
 
     async def open(self) -> None:
         """Create the file (mode 0600) and its directories, set PRAGMAs, migrate the schema."""
@@ -397,7 +401,7 @@ class SQLiteStore:
         """A value the store keeps about itself, or None."""
         return await self._run(lambda c: sqlite_usage.read_meta(c, name))
 
-    async def write_meta(self, name: str, value: str | None) -> None:
+    async def write_meta(self, name: str, value: str) -> None:
         """Set a value the store keeps about itself, durably."""
         await self._run(lambda c: transaction(c, lambda t: sqlite_usage.write_meta(t, name, value)))
 

@@ -71,12 +71,8 @@ def claim_key_check(conn: sqlite3.Connection, value: str) -> None:
         raise KeyCheckMismatch("the token store names another key than this token's")
 
 
-def write_meta(conn: sqlite3.Connection, name: str, value: str | None) -> None:
-    """Set the value kept under ``name``, or remove it (None), inside the caller's
-    transaction."""
-    if value is None:
-        conn.execute("DELETE FROM authsvc_meta WHERE name = ?", (name,))
-        return
+def write_meta(conn: sqlite3.Connection, name: str, value: str) -> None:
+    """Set the value kept under ``name`` (inside the caller's transaction)."""
     conn.execute(
         "INSERT INTO authsvc_meta (name, value) VALUES (?, ?)"
         " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
