@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import stat
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,12 @@ from authsvc.config import Config
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.key_check import KeyRefused, check_value
 from authsvc.service.runtime import Runtime
-from authsvc.store import ListQuery, RestoreUnfinished, StoreUnavailable, open_store
+from authsvc.store import ListQuery, RestoreUnfinished, StoreUnavailable, open_snapshots, open_store
+from authsvc.store.postgres.serving import SERVING_LOCK
 from authsvc.store.snapshots import SnapshotError, SnapshotRefused
 from tests.auth_client import auth_client
 from tests.factories import make_config
+from tests.pg import connect
 from tests.stores import Backend, PostgresBackend
 from tests.webapp import ClientMaker, auth_status, mint
 
@@ -293,3 +297,59 @@ async def test_a_restore_that_does_not_finish_leaves_the_store_refused(
 
     await restore_backup(config, tmp_path / "backup", force=True, replay=[audit], environ=KEY)
     assert len(await token_ids(config)) == 3  # a restore finished: served again
+
+
+async def test_a_refused_restore_keeps_the_mark_of_an_unfinished_one(
+    backend: Backend, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restore stops half-way; the next one is refused (SQLite: the file is open
+    elsewhere; PostgreSQL: an instance serves the schema) and must leave the first one's
+    mark, or the store would be served without its replay."""
+    await backed_up(config, tmp_path / "backup")
+
+    async def store_gone(*_: object, **__: object) -> None:
+        raise StoreUnavailable("connection lost")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("authsvc.backup.commands.replay_audit", store_gone)
+        with pytest.raises(SnapshotError):
+            await restore_backup(config, tmp_path / "backup", replay=[], force=True, environ=KEY)
+    first = (await open_store(config.store).key_state()).restore_began
+    assert first is not None
+    in_use = await _hold_in_use(backend, config)
+    try:
+        with pytest.raises(SnapshotRefused, match="in use"):
+            await restore_backup(config, tmp_path / "backup", force=True, environ=KEY)
+    finally:
+        await in_use()
+    assert (await open_store(config.store).key_state()).restore_began == first
+
+
+async def _hold_in_use(backend: Backend, config: Config) -> Callable[[], Awaitable[None]]:
+    """Make the store "in use" for a restore; the way to let it go."""
+    if isinstance(backend, PostgresBackend):
+        conn = await connect(backend.url)  # an instance's serving lock, as listen() takes it
+        await conn.execute(
+            "SELECT pg_advisory_lock_shared($1, hashtext(current_schema()))", SERVING_LOCK
+        )
+        return conn.close
+    raw = sqlite3.connect(config.store.removeprefix("sqlite:///"))
+    raw.execute("SELECT count(*) FROM tokens").fetchone()
+
+    async def release() -> None:
+        raw.close()
+
+    return release
+
+
+async def test_a_backup_of_a_store_being_restored_is_refused(
+    config: Config, tmp_path: Path
+) -> None:
+    """The snapshot itself checks the mark (a restore marking the store between the key
+    check and the snapshot): a backup never captures a store without its replay."""
+    await backed_up(config, tmp_path / "first")
+    snapshots = open_snapshots(config.store)
+    await snapshots.mark_restoring("2026-12-02T10:00:00Z")
+    (tmp_path / "second").mkdir()
+    with pytest.raises(RestoreUnfinished):
+        await snapshots.take(tmp_path / "second")

@@ -196,6 +196,8 @@ async def test_a_listener_lost_during_a_restore_marks_again_after_it(
         await asyncio.wait_for(restoring, HANG)
         await asyncio.sleep(0.5)  # reconnects refused meanwhile
         assert not served.listening
+        with pytest.raises(StoreUnavailable, match="a restore is running"):
+            await served.get_by_digest(digest_for("anything"))  # answers nothing meanwhile
     finally:
         await locker.close()
     try:

@@ -138,7 +138,8 @@ async def _restore(
 ) -> Restored:
     """The restore itself, once the store is held for it."""
     store = open_store(config.store)
-    held = (await store.key_state()).held  # read as it is: nothing migrated before a refusal
+    state = await store.key_state()  # read as it is: nothing migrated before a refusal
+    held = state.held
     if held and not force:
         raise BackupRefused(
             f"the token store {store.name} holds {held} token(s): a restore replaces the "
@@ -148,25 +149,33 @@ async def _restore(
     # Marked before the snapshot goes in, unmarked after the audit record: a restore that
     # stops anywhere between (an error, Ctrl-C, a crash) leaves a store that serve and every
     # command refuse (RestoreUnfinished), never one served without its replay.
-    await snapshots.mark_restoring(rfc3339(clock()))
+    await snapshots.mark_restoring(rfc3339(clock()))  # keeps an unfinished restore's mark
     try:
         await snapshots.put_back(folder, manifest.snapshot)
     except SnapshotRefused:
-        await snapshots.unmark_restoring()  # refused before it changed anything
+        if state.restore_began is None:
+            await snapshots.unmark_restoring()  # refused before it changed anything
         raise
+    except Exception as error:
+        raise _unfinished(store.name, error) from None
     try:
         restored, report = await _replay(
             config, store, manifest, replay=replay, environ=environ, clock=clock
         )
         await snapshots.unmark_restoring()
     except Exception as error:
-        raise SnapshotError(
-            f"the restore into {store.name} did not finish ({error}): the backup may be in "
-            "place without the changes made after it, so tokens deleted, rotated or revoked "
-            "since may work again; serve and every command refuse this store until a restore "
-            "finishes: run the same restore again with --force"
-        ) from None
+        raise _unfinished(store.name, error) from None
     return Restored(manifest, store.name, restored, report)
+
+
+def _unfinished(store_name: str, error: Exception) -> SnapshotError:
+    """A failure once the store was marked as restoring: it stays refused."""
+    return SnapshotError(
+        f"the restore into {store_name} did not finish ({error}): the backup may be in place "
+        "without the changes made after it, so tokens deleted, rotated or revoked since may "
+        "work again; serve and every command refuse this store until a restore finishes: "
+        "run the same restore again with --force (docs/operations.md, Restoring)"
+    )
 
 
 async def _replay(

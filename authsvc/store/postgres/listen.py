@@ -27,8 +27,6 @@ CHANNEL: Final = "authsvc_changes"
 #: While a restore runs, how often a starting instance tries again, and says it waits.
 RESTORE_RETRY: Final = 1.0
 RESTORE_LOG_EVERY: Final = 30
-#: What a reconnect retries after: an outage, or a restore holding the store.
-_RETRIED: Final[tuple[type[BaseException], ...]] = (*OUTAGES, RestoreRunning)
 
 log = logging.getLogger("authsvc.store")
 
@@ -85,21 +83,21 @@ class Listener:
                 delay = min(delay * 2, 2.0)
                 try:
                     lost = await self._connect(callback)
-                except RestoreUnfinished as unfinished:
-                    # a restore ran while this instance was not listening, and stopped
-                    # half-way: answer nothing from the store, or the cache, until one ends
-                    log.error("token store %s: %s", self._db.name, unfinished)
-                    self._db.refuse(str(unfinished))
+                except (RestoreRunning, RestoreUnfinished) as restoring:
+                    # a restore began while this instance was not listening: it is running,
+                    # or it stopped half-way; answer nothing from the store, or the cache,
+                    # until this instance can mark the schema as served again
+                    log.error("token store %s: %s", self._db.name, restoring)
+                    self._db.refuse(str(restoring))
                     _deliver(callback, None, None)
                     continue
-                except _RETRIED as exc:
+                except OUTAGES as exc:
                     log.warning(
                         "token store %s: listen reconnect failed: %s",
                         self._db.name,
                         self._db.scrub(exc),
                     )
                     continue
-                self._db.refuse(None)
                 delay = 0.1
                 log.info("token store %s: listening for changes again", self._db.name)
                 _deliver(callback, None, None)  # anything could have changed while we were away
@@ -150,6 +148,7 @@ class Listener:
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, on_notify)
             await mark_serving(conn, self._db.name)  # for as long as this connection lives
+            self._db.refuse(None)  # served again (a restore may have refused it meanwhile)
         except BaseException:
             conn.terminate()
             raise

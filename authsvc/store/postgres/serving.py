@@ -59,24 +59,39 @@ async def mark_serving(conn: Connection, store_name: str) -> None:
 
 
 async def restore_began(conn: Connection) -> str | None:
-    """When the unfinished restore into the schema began, or None."""
-    if not await conn.fetchval(f"SELECT to_regclass('{_MARK_TABLE}') IS NOT NULL"):
+    """When the unfinished restore into the schema began, or None. The mark is the table's
+    presence in the schema itself (not anywhere on the search_path): one whose row is
+    missing still counts."""
+    table = await _mark_table(conn)
+    if table is None or not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
         return None
-    began = await conn.fetchval(f"SELECT began FROM {_MARK_TABLE} LIMIT 1")  # noqa: S608
-    return None if began is None else str(began)
+    began = await conn.fetchval(f"SELECT began FROM {table} LIMIT 1")  # noqa: S608
+    return "an unknown time" if began is None else str(began)
 
 
 async def mark_restoring(conn: Connection, began: str) -> None:
-    """Mark the schema as restoring, durably (committed before this returns)."""
+    """Mark the schema as restoring, durably (committed before this returns); the mark of
+    an unfinished restore is kept as it is (its time stays the first one's)."""
+    table = await _mark_table(conn)
+    if table is None:
+        raise SnapshotRefused("the store's search_path selects no existing schema to restore into")
     async with conn.transaction():
-        await conn.execute(f"CREATE TABLE IF NOT EXISTS {_MARK_TABLE} (began text NOT NULL)")
-        await conn.execute(f"DELETE FROM {_MARK_TABLE}")  # noqa: S608
-        await conn.execute(f"INSERT INTO {_MARK_TABLE} (began) VALUES ($1)", began)  # noqa: S608
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (began text NOT NULL)")
+        if await conn.fetchval(f"SELECT count(*) FROM {table}") == 0:  # noqa: S608
+            await conn.execute(f"INSERT INTO {table} (began) VALUES ($1)", began)  # noqa: S608
 
 
 async def unmark_restoring(conn: Connection) -> None:
     """The restore has finished: drop the mark."""
-    await conn.execute(f"DROP TABLE IF EXISTS {_MARK_TABLE}")
+    table = await _mark_table(conn)
+    if table is not None:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+async def _mark_table(conn: Connection) -> str | None:
+    """The mark table's name, qualified by the connection's schema (None: no schema)."""
+    name = await conn.fetchval(f"SELECT quote_ident(current_schema()) || '.{_MARK_TABLE}'")
+    return None if name is None else str(name)
 
 
 async def hold_for_restore(conn: Connection, schema: str, store_name: str) -> None:

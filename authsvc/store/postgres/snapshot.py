@@ -26,11 +26,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from authsvc.store import KEY_CHECK
+from authsvc.store import KEY_CHECK, RestoreUnfinished
 from authsvc.store.postgres import migrations
 from authsvc.store.postgres.driver import OUTAGES, Connection
 from authsvc.store.postgres.pool import PgPool
-from authsvc.store.postgres.serving import hold_for_restore, mark_restoring, unmark_restoring
+from authsvc.store.postgres.serving import (
+    hold_for_restore,
+    mark_restoring,
+    restore_began,
+    unmark_restoring,
+)
 from authsvc.store.snapshots import Snapshot, SnapshotError, SnapshotRefused
 
 SNAPSHOT_FILE = "authsvc.pgdump"
@@ -119,6 +124,9 @@ class PostgresSnapshots:
                 schema, tables = await _authsvc_tables(conn)
                 if "tokens" not in tables:
                     raise SnapshotError(f"there is no token store in {self._db.name} to back up")
+                began = await restore_began(conn)  # in this snapshot: exact
+                if began is not None:
+                    raise RestoreUnfinished(self._db.name, began)
                 count = int(str(await conn.fetchval("SELECT count(*) FROM tokens")))
                 key_check = await _key_check(conn) if "authsvc_meta" in tables else None
                 version = await migrations.schema_version(conn)
@@ -155,7 +163,9 @@ class PostgresSnapshots:
             await conn.close()
 
     async def mark_restoring(self, began: str) -> None:
-        """Mark the schema as restoring (:mod:`~authsvc.store.postgres.serving`)."""
+        """Mark the schema as restoring (:mod:`~authsvc.store.postgres.serving`), once
+        pg_restore is known to be there (a missing tool changes nothing)."""
+        _tool("pg_restore")
         await self._on_own_connection(lambda conn: mark_restoring(conn, began))
 
     async def unmark_restoring(self) -> None:

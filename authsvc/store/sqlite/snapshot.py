@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
 
-from authsvc.store import KEY_CHECK
+from authsvc.store import KEY_CHECK, RestoreUnfinished
 from authsvc.store.snapshots import Snapshot, SnapshotError, SnapshotRefused
 
 SNAPSHOT_FILE = "authsvc.db"
@@ -73,6 +73,9 @@ class SQLiteSnapshots:
                 contextlib.closing(_connect(target)) as copy,
             ):
                 source.execute("PRAGMA query_only = ON")
+                began = read_restore_mark(self._path)  # the file open: a restore now refuses
+                if began is not None:
+                    raise RestoreUnfinished(str(self._path), began)
                 source.backup(copy)  # every page in one step: one read transaction
                 copy.execute("PRAGMA journal_mode = DELETE")
                 return Snapshot(target.name, *_facts(copy))
@@ -107,6 +110,8 @@ class SQLiteSnapshots:
 
     def _mark(self, began: str) -> None:
         mark = restore_mark(self._path)
+        if mark.exists():
+            return  # an unfinished restore's mark is kept as it is
         mark.parent.mkdir(parents=True, exist_ok=True)
         temp = mark.with_name(f".{mark.name}-{secrets.token_hex(4)}")
         _create_private(temp)
@@ -145,10 +150,13 @@ def restore_mark(path: Path) -> Path:
 
 def read_restore_mark(path: Path) -> str | None:
     """When the unfinished restore into the store file ``path`` began, or None."""
+    mark = restore_mark(path)
     try:
-        return restore_mark(path).read_text().strip() or "an unknown time"
+        return mark.read_text().strip() or "an unknown time"
     except FileNotFoundError:
         return None
+    except OSError as error:  # there, but unreadable (another owner): marked all the same
+        return f"an unknown time ({mark} cannot be read: {error.strerror or error})"
 
 
 def _facts(conn: sqlite3.Connection) -> tuple[int, str | None, int]:
