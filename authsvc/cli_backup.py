@@ -142,6 +142,6 @@ def _print_restore(folder: Path, restored: Restored, replayed: list[Path] | None
         if ids:
             print(f"  {what}: {', '.join(ids)}")
     if report.unreadable:
-        shown = ", ".join(map(str, report.unreadable[:20]))
+        shown = ", ".join(report.unreadable[:20])
         more = " ..." if len(report.unreadable) > 20 else ""
         print(f"  unreadable lines skipped: {len(report.unreadable)} ({shown}{more})")

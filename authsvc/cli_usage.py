@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
 from authsvc.config import Config
 from authsvc.service.runtime import Runtime
-from authsvc.service.usage import KEEP_SECONDS, hour_of, usage_hours
-from authsvc.store import USAGE_OUTCOMES, TokenStore
+from authsvc.service.usage import KEEP_SECONDS
+from authsvc.store import USAGE_DENIALS, TokenStore
 
 DEFAULT_DAYS = 7
 MAX_DAYS = KEEP_SECONDS // 86400
-#: Denial reasons in the order their columns appear.
-_REASONS = [outcome for outcome in USAGE_OUTCOMES if outcome != "allowed"]
 
 
 def add_usage_parser(actions: Any) -> None:
@@ -49,13 +46,10 @@ async def run_usage(config: Config, store: TokenStore, args: argparse.Namespace)
     """Print the table (or JSON); 0 once printed. An unknown id raises Refused (not_found)."""
     runtime = await Runtime.open(config, store=store)
     try:
-        await runtime.service.get(args.id)
         now = runtime.clock()
-        start = hour_of(now - args.days * 86400)
-        counts = await runtime.store.usage(args.id, start, math.ceil(now))
+        hours = await runtime.service.usage(args.id, now - args.days * 86400, now)
     finally:
         await runtime.close()
-    hours = usage_hours(counts)
     if args.json:
         print(json.dumps({"hours": hours}, indent=2))
     elif not hours:
@@ -68,7 +62,9 @@ async def run_usage(config: Config, store: TokenStore, args: argparse.Namespace)
 def render(hours: list[dict[str, Any]]) -> str:
     """HOUR, ALLOWED, DENIED (their total), a column per denial reason that occurred, and a
     TOTAL line; numbers aligned right."""
-    reasons = [reason for reason in _REASONS if any(reason in hour["denied"] for hour in hours)]
+    reasons = [
+        reason for reason in USAGE_DENIALS if any(reason in hour["denied"] for hour in hours)
+    ]
     rows = [
         [
             hour["hour"],

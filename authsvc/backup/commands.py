@@ -115,6 +115,7 @@ async def restore_backup(
     async with snapshots.exclusive():  # no instance serves the store until the replay is done
         return await _restore(
             config,
+            store,
             folder,
             manifest,
             snapshots,
@@ -127,6 +128,7 @@ async def restore_backup(
 
 async def _restore(
     config: Config,
+    store: TokenStore,
     folder: Path,
     manifest: Manifest,
     snapshots: Snapshots,
@@ -137,7 +139,6 @@ async def _restore(
     clock: Callable[[], float],
 ) -> Restored:
     """The restore itself, once the store is held for it."""
-    store = open_store(config.store)
     state = await store.key_state()  # read as it is: nothing migrated before a refusal
     held = state.held
     if held and not force:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from authsvc.config import Config
-from authsvc.rules.decision import effective_expiry, effective_ip_filter, is_expired
+from authsvc.rules.decision import (
+    effective_expiry,
+    effective_ip_filter,
+    effective_rate_limit,
+    is_expired,
+)
 from authsvc.rules.durations import rfc3339
-from authsvc.rules.ratelimit import parse_rate_limit
 from authsvc.rules.tokens import TokenRecord
 
 
@@ -41,11 +45,8 @@ def lowered_limit(record: TokenRecord, config: Config) -> str | None:
     """Why the policy's ``max_rate_limit`` lowers the token's own rate limit at use (a token
     above the maximum keeps working, limited to the maximum), or None when it does not."""
     highest = config.policy.max_rate_limit
-    if highest is None:
+    if highest is None or effective_rate_limit(record, config.policy) is not highest:
         return None
     if record.rate_limit is None:
         return f"has no rate limit: max_rate_limit {highest.text} applies"
-    own = parse_rate_limit(record.rate_limit)
-    if own.rate > highest.rate:
-        return f"rate limit {own.text} is above max_rate_limit {highest.text}, which applies"
-    return None
+    return f"rate limit {record.rate_limit} is above max_rate_limit {highest.text}, which applies"

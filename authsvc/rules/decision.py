@@ -80,13 +80,16 @@ def _parsed_limit(text: str) -> RateLimit:
     return parse_rate_limit(text)
 
 
+def own_rate_limit(record: TokenRecord) -> RateLimit | None:
+    """The token's own limit (None: none). A stored text is known good (it was checked when
+    written); one a hand-edited store holds fails closed here (ValueError)."""
+    return None if record.rate_limit is None else _parsed_limit(record.rate_limit)
+
+
 def effective_rate_limit(record: TokenRecord, policy: SecurityPolicy) -> RateLimit | None:
     """The limit ``/auth`` applies: the lower of the token's own and the policy's
     ``max_rate_limit`` (like ``max_lifetime``, the maximum applies at use); None: none."""
-    own = record.rate_limit
-    if own is None:
-        return policy.max_rate_limit
-    return stricter(_parsed_limit(own), policy.max_rate_limit)
+    return stricter(own_rate_limit(record), policy.max_rate_limit)
 
 
 def is_expired(record: TokenRecord, policy: SecurityPolicy, now: float) -> bool:

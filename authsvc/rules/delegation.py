@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from authsvc.config import MANAGE_TOKENS, VIEW_TOKENS, SecurityPolicy
+from authsvc.rules.decision import own_rate_limit
 from authsvc.rules.durations import rfc3339
 from authsvc.rules.policy import Issuance, Refused
-from authsvc.rules.ratelimit import RateLimit, parse_rate_limit, stricter
+from authsvc.rules.ratelimit import RateLimit, stricter
 from authsvc.rules.tokens import TokenRecord
 
 EXCEEDS_CALLER = "exceeds_caller"
@@ -77,7 +78,7 @@ def bound_rotate(actor: TokenRecord, target: TokenRecord, policy: SecurityPolicy
     whose = f"the token {target.id}"
     _within_permissions(actor, target.permissions, whose, field=None)
     _within_expiry(actor, target.expires_at, whose, field=None)
-    within_rate_limit(actor, token_rate_limit(target), policy, whose, field=None)
+    within_rate_limit(actor, own_rate_limit(target), policy, whose, field=None)
     inherited = _inherited_filter(actor, policy)
     if inherited is not None and target.ip_filter != inherited:
         shown = (
@@ -129,12 +130,6 @@ def _within_expiry(
         )
 
 
-def token_rate_limit(record: TokenRecord) -> RateLimit | None:
-    """The record's own limit (None: none); a stored text is known good (it was checked
-    when written), but a store edited by hand fails closed here rather than at use."""
-    return None if record.rate_limit is None else parse_rate_limit(record.rate_limit)
-
-
 def within_rate_limit(
     actor: TokenRecord,
     limit: RateLimit | None,
@@ -145,18 +140,19 @@ def within_rate_limit(
 ) -> None:
     """With a rate limit (its own, or the policy's lower maximum), the actor hands on only
     tokens limited no higher: a limited token must not mint an unlimited one."""
-    ceiling = stricter(token_rate_limit(actor), policy.max_rate_limit)
-    if ceiling is None or actor.rate_limit is None:
+    own = own_rate_limit(actor)
+    if own is None:
         # The policy's maximum alone bounds every token alike (like max_lifetime): the
         # issuance rules have already applied it.
         return
+    ceiling = stricter(own, policy.max_rate_limit)
     if limit is None:
         raise _exceeds(
             f"The calling token is limited to {ceiling.text}, and {whose} would have no rate "
             "limit: it must be limited no higher than the caller.",
             field=field,
         )
-    if limit.rate > ceiling.rate:
+    if limit.above(ceiling):
         raise _exceeds(
             f"{whose[0].upper()}{whose[1:]} would be limited to {limit.text}, higher than the "
             f"calling token's own limit of {ceiling.text}.",

@@ -140,7 +140,7 @@ def check_rate_limit(config: Config, value: object) -> RateLimit | None:
             f"The security policy requires a rate limit of at most {highest.text}.",
             field=_RATE,
         )
-    if limit.rate > highest.rate:
+    if limit.above(highest):
         raise Refused(
             "rate_limit_too_high",
             f"Rate limit {limit.text} is higher than the security policy's maximum of "

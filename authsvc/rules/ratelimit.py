@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import overload
 
 #: Seconds per unit of a written limit.
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
@@ -33,9 +34,10 @@ class RateLimit:
         """Requests per second, exact (so ``120/m`` and ``2/s`` compare equal)."""
         return Fraction(self.count, self.per)
 
-    @property
-    def refill_per_second(self) -> float:
-        return self.count / self.per
+    def above(self, other: RateLimit) -> bool:
+        """Whether this limit allows more requests per second than ``other``: the same
+        exact comparison as :attr:`rate`, in integers (it runs on every limited /auth)."""
+        return self.count * other.per > other.count * self.per
 
 
 def parse_rate_limit(text: str) -> RateLimit:
@@ -49,10 +51,14 @@ def parse_rate_limit(text: str) -> RateLimit:
     return RateLimit(count, UNIT_SECONDS[match[2]], text)
 
 
+@overload
+def stricter(first: RateLimit, second: RateLimit | None) -> RateLimit: ...
+@overload
+def stricter(first: RateLimit | None, second: RateLimit | None) -> RateLimit | None: ...
 def stricter(first: RateLimit | None, second: RateLimit | None) -> RateLimit | None:
     """The lower of two limits (None is no limit); on a tie, ``first``."""
     if first is None:
         return second
-    if second is None or first.rate <= second.rate:
+    if second is None or not first.above(second):
         return first
     return second

@@ -8,9 +8,10 @@ tokens is implemented anywhere else.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 from authsvc.rules import delegation, policy
 from authsvc.rules.durations import format_duration
@@ -29,6 +30,7 @@ from authsvc.service.grace import GraceEnder
 from authsvc.service.key_check import KeyRefused, other_key_message
 from authsvc.service.live import LiveConfig
 from authsvc.service.revocation import SECRET_HOLDER, LeakedSecrets, Revoked
+from authsvc.service.usage import hour_of, usage_hours
 from authsvc.store import (
     KEEP,
     Keep,
@@ -148,6 +150,14 @@ class TokenService:
 
     async def list_tokens(self, query: ListQuery) -> tuple[int, list[TokenRecord]]:
         return await self._store.list_tokens(query)
+
+    async def usage(self, token_id: str, start: float, end: float) -> list[dict[str, Any]]:
+        """The ``hours`` of the token's usage from ``start`` to ``end`` (epoch seconds):
+        whole hours, the one that holds ``start`` and every one starting before ``end``
+        (:func:`~authsvc.service.usage.usage_hours`); not_found for an unknown token."""
+        await self.get(token_id)
+        counts = await self._store.usage(token_id, hour_of(start), math.ceil(end))
+        return usage_hours(counts)
 
     # -- changes ---------------------------------------------------------------------
 

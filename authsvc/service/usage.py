@@ -24,7 +24,16 @@ from typing import Any
 from authsvc.rules.durations import rfc3339
 from authsvc.rules.ipfilter import IPAddress
 from authsvc.service.background import Background
-from authsvc.store import HOUR, USAGE_OUTCOMES, HourlyCount, StoreError, TokenStore, Usage
+from authsvc.store import (
+    HOUR,
+    USAGE_ALLOWED,
+    USAGE_DENIALS,
+    USAGE_OUTCOMES,
+    HourlyCount,
+    StoreError,
+    TokenStore,
+    Usage,
+)
 
 log = logging.getLogger("authsvc.usage")
 
@@ -37,7 +46,6 @@ PRUNE_EVERY = HOUR
 MAX_HELD = 100_000
 
 #: The outcome of a request that was let through; every other outcome is a denial reason.
-ALLOWED = "allowed"
 
 _YIELD_EVERY = 500
 #: outcome → its slot in a token's counters (one list per token and hour)
@@ -253,11 +261,11 @@ def usage_hours(counts: Iterable[HourlyCount]) -> list[dict[str, Any]]:
     return [
         {
             "hour": rfc3339(hour),
-            "allowed": counters[_SLOTS[ALLOWED]],
+            "allowed": counters[_SLOTS[USAGE_ALLOWED]],
             "denied": {
-                outcome: counters[slot]
-                for outcome, slot in _SLOTS.items()
-                if outcome != ALLOWED and counters[slot]
+                outcome: counters[_SLOTS[outcome]]
+                for outcome in USAGE_DENIALS
+                if counters[_SLOTS[outcome]]
             },
         }
         for hour, counters in sorted(by_hour.items())

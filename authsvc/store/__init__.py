@@ -130,14 +130,15 @@ class Usage:
 
 #: What a usage count counts: an allowed request, or the reason of a denial of a token that
 #: was identified (SPEC §12, Usage).
-USAGE_OUTCOMES = (
-    "allowed",
+USAGE_ALLOWED = "allowed"
+USAGE_DENIALS = (
     "expired",
     "tokens_disabled",
     "ip_not_allowed",
     "permission_denied",
     "rate_limited",
 )
+USAGE_OUTCOMES = (USAGE_ALLOWED, *USAGE_DENIALS)
 HOUR = 3600
 
 
@@ -346,18 +347,40 @@ class TokenStore(Protocol):
         """Whether changes are being pushed right now (so polling may pause)."""
 
 
+_POSTGRES = ("postgresql://", "postgres://")
+
+
 def open_store(url: str) -> TokenStore:
     """A (not yet opened) store for ``url``: ``sqlite:///path`` or ``postgresql://…``."""
-    if url.startswith(_SQLITE):
-        # Backends are imported on demand: each pulls in its own driver.
+    # Backends are imported on demand: each pulls in its own driver.
+    if _is_sqlite(url):
         from authsvc.store.sqlite import SQLiteStore  # noqa: PLC0415
 
         # sqlite:///relative/path or sqlite:////absolute/path (the loader makes it absolute)
         return SQLiteStore(url.removeprefix(_SQLITE))
-    if url.startswith(("postgresql://", "postgres://")):
-        from authsvc.store.postgres import PostgresStore  # noqa: PLC0415 - driver on demand
+    from authsvc.store.postgres import PostgresStore  # noqa: PLC0415 - driver on demand
 
-        return PostgresStore(url)
+    return PostgresStore(url)
+
+
+def open_snapshots(url: str) -> Snapshots:
+    """Backup and restore of the store at ``url`` (``authsvc backup`` / ``restore``;
+    :mod:`authsvc.store.snapshots`)."""
+    if _is_sqlite(url):
+        from authsvc.store.sqlite.snapshot import SQLiteSnapshots  # noqa: PLC0415
+
+        return SQLiteSnapshots(url.removeprefix(_SQLITE))
+    from authsvc.store.postgres.snapshot import PostgresSnapshots  # noqa: PLC0415
+
+    return PostgresSnapshots(url)
+
+
+def _is_sqlite(url: str) -> bool:
+    """Whether ``url`` names a SQLite store (else PostgreSQL); ValueError for neither."""
+    if url.startswith(_SQLITE):
+        return True
+    if url.startswith(_POSTGRES):
+        return False
     scheme = url.split(":", 1)[0]
     raise ValueError(
         f"unsupported store URL scheme {scheme!r}: use sqlite:///path"
@@ -365,25 +388,11 @@ def open_store(url: str) -> TokenStore:
     )
 
 
-def open_snapshots(url: str) -> Snapshots:
-    """Backup and restore of the store at ``url`` (``authsvc backup`` / ``restore``;
-    :mod:`authsvc.store.snapshots`)."""
-    if url.startswith(_SQLITE):
-        from authsvc.store.sqlite.snapshot import SQLiteSnapshots  # noqa: PLC0415
-
-        return SQLiteSnapshots(url.removeprefix(_SQLITE))
-    if url.startswith(("postgresql://", "postgres://")):
-        from authsvc.store.postgres.snapshot import PostgresSnapshots  # noqa: PLC0415
-
-        return PostgresSnapshots(url)
-    raise ValueError(f"unsupported store URL scheme {url.split(':', 1)[0]!r}")
-
-
 def resolve_store_url(text: str, *, folder: Path) -> str:
     """The store URL of a configuration file in ``folder``, with a SQLite path made absolute
     against it (``..`` resolved lexically); raise ValueError. The URL is never echoed: a
     PostgreSQL URL may hold a password."""
-    if text.startswith(("postgresql://", "postgres://")) and text.partition("://")[2]:
+    if text.startswith(_POSTGRES) and text.partition("://")[2]:
         return text
     if not text.startswith(_SQLITE):
         scheme = text.partition(":")[0] if ":" in text else ""

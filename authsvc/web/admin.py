@@ -34,7 +34,7 @@ def token_json(record: TokenRecord, runtime: Runtime) -> dict[str, Any]:
     return token_object(record, runtime.live.current.policy, runtime.clock())
 
 
-def _no_store(data: Any, status: int = 200) -> web.Response:
+def no_store(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, headers={"Cache-Control": "no-store"})
 
 
@@ -201,7 +201,7 @@ def _expires_within(text: str | None) -> int | None:
         ) from None
 
 
-def _token_id(request: web.Request) -> str:
+def token_id_of(request: web.Request) -> str:
     """The path's token id; anything not shaped like one is a 404 that echoes nothing
     (a secret pasted where the id belongs must not come back in the error body)."""
     token_id = request.match_info["token_id"]
@@ -235,7 +235,7 @@ async def create_token(request: web.Request) -> web.Response:
         ip_filter=_string(body, "ip_filter", nullable=True),
         rate_limit=body.get("rate_limit"),  # the policy's rules judge its type too
     )
-    return _no_store({**token_json(record, runtime), "token": secret}, status=201)
+    return no_store({**token_json(record, runtime), "token": secret}, status=201)
 
 
 async def list_tokens(request: web.Request) -> web.Response:
@@ -247,20 +247,20 @@ async def list_tokens(request: web.Request) -> web.Response:
     query = _list_query(request, StatusBasis.of(policy, now))
     total, records = await runtime.service.list_tokens(query)
     tokens = [token_object(record, policy, now) for record in records]
-    return _no_store({"total": total, "tokens": tokens})
+    return no_store({"total": total, "tokens": tokens})
 
 
 async def get_self(request: web.Request) -> web.Response:
     """The calling token's own object: the page offers only what this token can grant."""
     record, _ = await authorize(request, write=False)
-    return _no_store(token_json(record, request.app[RUNTIME]))
+    return no_store(token_json(record, request.app[RUNTIME]))
 
 
 async def get_token(request: web.Request) -> web.Response:
     await authorize(request, write=False)
     runtime = request.app[RUNTIME]
-    record = await runtime.service.get(_token_id(request))
-    return _no_store(token_json(record, runtime))
+    record = await runtime.service.get(token_id_of(request))
+    return no_store(token_json(record, runtime))
 
 
 async def patch_token(request: web.Request) -> web.Response:
@@ -275,11 +275,11 @@ async def patch_token(request: web.Request) -> web.Response:
     record = await runtime.service.update(
         actor=actor,
         client=client,
-        token_id=_token_id(request),
+        token_id=token_id_of(request),
         permissions=_permissions(body) if "permissions" in body else None,
         rate_limit=body.get("rate_limit", KEEP),
     )
-    return _no_store(token_json(record, runtime))
+    return no_store(token_json(record, runtime))
 
 
 async def rotate_token(request: web.Request) -> web.Response:
@@ -290,16 +290,16 @@ async def rotate_token(request: web.Request) -> web.Response:
     record, secret = await runtime.service.rotate(
         actor=actor,
         client=client,
-        token_id=_token_id(request),
+        token_id=token_id_of(request),
         grace=_string(body, "grace", nullable=True),
     )
-    return _no_store({**token_json(record, runtime), "token": secret})
+    return no_store({**token_json(record, runtime), "token": secret})
 
 
 async def delete_token(request: web.Request) -> web.Response:
     actor, client = await authorize(request, write=True)
     await request.app[RUNTIME].service.delete(
-        actor=actor, client=client, token_id=_token_id(request)
+        actor=actor, client=client, token_id=token_id_of(request)
     )
     return web.Response(status=204, headers={"Cache-Control": "no-store"})
 
@@ -307,7 +307,7 @@ async def delete_token(request: web.Request) -> web.Response:
 async def list_permissions(request: web.Request) -> web.Response:
     await authorize(request, write=False)
     catalog = request.app[RUNTIME].live.current.permissions
-    return _no_store(
+    return no_store(
         [
             {
                 "name": p.name,
@@ -322,7 +322,7 @@ async def list_permissions(request: web.Request) -> web.Response:
 async def list_ip_filters(request: web.Request) -> web.Response:
     await authorize(request, write=False)
     filters = request.app[RUNTIME].live.current.ip_filters
-    return _no_store(
+    return no_store(
         [
             {"name": f.name, "rules": list(f.rules)}
             for f in sorted(filters.values(), key=lambda f: f.name)
@@ -333,7 +333,7 @@ async def list_ip_filters(request: web.Request) -> web.Response:
 async def get_policy(request: web.Request) -> web.Response:
     await authorize(request, write=False)
     policy = request.app[RUNTIME].live.current.policy
-    return _no_store(
+    return no_store(
         {
             "tokens_enabled": policy.tokens_enabled,
             "max_lifetime": policy.max_lifetime_text,

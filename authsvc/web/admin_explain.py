@@ -33,7 +33,7 @@ from authsvc.rules.ipfilter import IPAddress, parse_client_ip
 from authsvc.rules.tokens import TokenRecord
 from authsvc.service.runtime import Runtime
 from authsvc.store import StoreUnavailable
-from authsvc.web.admin import MAX_BODY, authorize, read_object
+from authsvc.web.admin import MAX_BODY, authorize, no_store, read_object
 from authsvc.web.errors import ApiError
 from authsvc.web.keys import RUNTIME
 
@@ -43,10 +43,6 @@ EXPLAIN_FIELDS = frozenset({"token_id", "token", "method", "uri", "ip"})
 INTROSPECT_FIELDS = frozenset({"token", "client_ip", "token_type_hint"})
 FORM = "application/x-www-form-urlencoded"
 _MAX_FORM_FIELDS = 10
-
-
-def _no_store(data: Any) -> web.Response:
-    return web.json_response(data, headers={"Cache-Control": "no-store"})
 
 
 def _text(body: Mapping[str, Any], key: str) -> str:
@@ -130,7 +126,7 @@ async def explain_access(request: web.Request) -> web.Response:
         now=runtime.clock(),
         bucket=await _bucket(runtime, finding, config),
     )
-    return _no_store(explanation.as_json())
+    return no_store(explanation.as_json())
 
 
 async def _bucket(runtime: Runtime, finding: TokenFinding, config: Config) -> Bucket | None:
@@ -193,7 +189,7 @@ async def introspect(request: web.Request) -> web.Response:
     record = None
     if secret_problem(secret) is None:
         record = await _by_secret(runtime, secret)  # an outage is 503: fail closed
-    return _no_store(introspection(record, client_ip, config, runtime.clock()))
+    return no_store(introspection(record, client_ip, config, runtime.clock()))
 
 
 def add_explain_routes(router: web.UrlDispatcher) -> None:

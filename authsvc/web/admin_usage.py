@@ -9,15 +9,13 @@ is not in them yet.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
 from aiohttp import web
 
-from authsvc.rules.tokens import is_token_id
-from authsvc.service.usage import hour_of, usage_hours
-from authsvc.web.admin import at_fault, authorize, query_params
+from authsvc.service.usage import KEEP_SECONDS
+from authsvc.web.admin import at_fault, authorize, no_store, query_params, token_id_of
 from authsvc.web.errors import ApiError
 from authsvc.web.keys import RUNTIME
 
@@ -25,7 +23,7 @@ USAGE_PARAMS = frozenset({"from", "to"})
 #: The range when ``from`` is not given: this long before ``to``.
 DEFAULT_SPAN = 7 * 86400
 #: The longest range one call reads: the time counts are kept.
-MAX_SPAN = 90 * 86400
+MAX_SPAN = KEEP_SECONDS
 RANGE_CODE = "invalid_range"
 
 # RFC 3339 date-time (section 5.6): "T" and "Z" in either case, an optional fraction, an
@@ -59,14 +57,6 @@ def parse_rfc3339(text: str) -> float:
     return moment.timestamp() + (1 if leap else 0) + float(f"0{fraction or ''}")
 
 
-def _token_id(request: web.Request) -> str:
-    """The path's token id; anything not shaped like one is a 404 that echoes nothing."""
-    token_id = request.match_info["token_id"]
-    if not is_token_id(token_id):
-        raise ApiError("not_found", "No token has this id (ids look like tok_0123456789abcdef).")
-    return token_id
-
-
 def _instant(text: str, key: str) -> float:
     try:
         return parse_rfc3339(text)
@@ -93,7 +83,7 @@ def usage_range(request: web.Request, now: float) -> tuple[float, float]:
     if end - start > MAX_SPAN:
         raise ApiError(
             RANGE_CODE,
-            "The range from..to is longer than 90 days, the time usage is kept.",
+            f"The range from..to is longer than {MAX_SPAN // 86400} days, the time usage is kept.",
             field=culprit,
         )
     return start, end
@@ -103,12 +93,9 @@ async def token_usage(request: web.Request) -> web.Response:
     """The hours that overlap [from, to) and had requests, oldest first."""
     await authorize(request, write=False)
     runtime = request.app[RUNTIME]
-    token_id = _token_id(request)
+    token_id = token_id_of(request)
     start, end = usage_range(request, runtime.clock())
-    await runtime.service.get(token_id)  # 404 for an unknown or deleted token
-    # Hours are whole: the one that holds `from` counts, as does every one starting before `to`.
-    counts = await runtime.store.usage(token_id, hour_of(start), math.ceil(end))
-    return web.json_response({"hours": usage_hours(counts)}, headers={"Cache-Control": "no-store"})
+    return no_store({"hours": await runtime.service.usage(token_id, start, end)})
 
 
 def add_usage_routes(router: web.UrlDispatcher) -> None:

@@ -41,7 +41,7 @@ from authsvc.rules.tokens import (
     secret_ended,
 )
 from authsvc.service.runtime import Runtime
-from authsvc.store import StoreUnavailable
+from authsvc.store import USAGE_ALLOWED, USAGE_DENIALS, StoreUnavailable
 from authsvc.web.answers import (
     MICROCACHE_SECONDS,
     AllowBlocks,
@@ -66,9 +66,7 @@ MAX_PREPARED_ALLOWS = 4096
 
 #: Denials of an identified token, which its usage counts (SPEC §12); the others (no or an
 #: unknown token, a bad request) belong to no token.
-_TOKEN_DENIALS = frozenset(
-    {Reason.EXPIRED, Reason.TOKENS_DISABLED, Reason.IP_NOT_ALLOWED, Reason.PERMISSION_DENIED}
-)
+_TOKEN_DENIALS = frozenset(map(Reason, USAGE_DENIALS))
 
 
 def presented_secret(request: web.BaseRequest) -> str | Reason:
@@ -193,20 +191,20 @@ class AuthHandler:
                 self._usage.count(record.id, reason, now)
             return reason, denial(reason)
         limit = effective_rate_limit(record, config.policy)
-        if limit is None:
-            self._usage.note(record.id, now, described.client_ip)
-            self._usage.count(record.id, "allowed", now)
-            return reason, self._allow(record, token_digest, config, now, described)
-        # Both secrets of a rotation share the token's bucket: it is keyed by the id.
-        limiter = self._limiter
-        verdict = limiter.try_take(record.id, limit) or await limiter.take(record.id, limit)
-        if not verdict.allowed:
-            self._usage.count(record.id, Reason.RATE_LIMITED, now)
-            return Reason.RATE_LIMITED, rate_limited(
-                verdict.limit, verdict.reset, verdict.retry_after
-            )
+        verdict = None
+        if limit is not None:
+            # Both secrets of a rotation share the token's bucket: it is keyed by the id.
+            limiter = self._limiter
+            verdict = limiter.try_take(record.id, limit) or await limiter.take(record.id, limit)
+            if not verdict.allowed:
+                self._usage.count(record.id, Reason.RATE_LIMITED, now)
+                return Reason.RATE_LIMITED, rate_limited(
+                    verdict.limit, verdict.reset, verdict.retry_after
+                )
         self._usage.note(record.id, now, described.client_ip)
-        self._usage.count(record.id, "allowed", now)
+        self._usage.count(record.id, USAGE_ALLOWED, now)
+        if verdict is None:
+            return reason, self._allow(record, token_digest, config, now, described)
         self._first_use(record, token_digest, now, described)
         blocks = self._allow_blocks(record, config)  # never reusable: see limited_allow
         return reason, limited_allow(blocks, verdict.limit, verdict.remaining, verdict.reset)

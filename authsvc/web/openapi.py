@@ -10,7 +10,7 @@ from typing import Any
 from authsvc import __version__
 from authsvc.rules.decision import AUTH_STATUS
 from authsvc.rules.explain import CHECK_NAMES
-from authsvc.store import USAGE_OUTCOMES
+from authsvc.store import USAGE_DENIALS
 from authsvc.web.errors import FIELD_CODES, STATUS_BY_CODE
 
 _REF_ERROR = {"$ref": "#/components/responses/Error"}
@@ -71,7 +71,7 @@ _GRACE = (
     "secret still in an earlier grace stops at once."
 )
 
-_USAGE_OUTCOMES = [outcome for outcome in USAGE_OUTCOMES if outcome != "allowed"]
+_USAGE_OUTCOMES = list(USAGE_DENIALS)
 _USAGE: dict[str, Any] = {
     "type": "object",
     "required": ["hours"],

@@ -84,11 +84,9 @@ class PgPool:
         """Run ``job`` on a connection of its own, outside the pool and before it opens:
         nothing is migrated (the key check reads the store as it is)."""
         with self._errors():
-            conn = await asyncpg.connect(
-                self._url, timeout=self._connect_timeout, command_timeout=self.command_timeout
-            )
+            conn = await self.connect()
             try:
-                return await job(cast(Connection, conn))
+                return await job(conn)
             finally:
                 await conn.close()
 

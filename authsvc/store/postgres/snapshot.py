@@ -36,6 +36,7 @@ from authsvc.store.postgres.serving import (
     restore_began,
     unmark_restoring,
 )
+from authsvc.store.postgres.usage import read_meta
 from authsvc.store.snapshots import Snapshot, SnapshotError, SnapshotRefused
 
 SNAPSHOT_FILE = "authsvc.pgdump"
@@ -128,7 +129,7 @@ class PostgresSnapshots:
                 if began is not None:
                     raise RestoreUnfinished(self._db.name, began)
                 count = int(str(await conn.fetchval("SELECT count(*) FROM tokens")))
-                key_check = await _key_check(conn) if "authsvc_meta" in tables else None
+                key_check = await read_meta(conn, KEY_CHECK) if "authsvc_meta" in tables else None
                 version = await migrations.schema_version(conn)
                 arguments = [
                     *("--format=custom", "--no-owner", "--no-privileges"),
@@ -282,8 +283,3 @@ async def _authsvc_tables(conn: Connection) -> tuple[str, list[str]]:
     )
     present = {str(row["relname"]) for row in rows}
     return schema, [table for table in TABLES if table in present]
-
-
-async def _key_check(conn: Connection) -> str | None:
-    value = await conn.fetchval("SELECT value FROM authsvc_meta WHERE name = $1", KEY_CHECK)
-    return None if value is None else str(value)
